@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# Private container engines for DAC's tests: a Docker 20.10 daemon (Debian's docker.io) and a
+# Podman 4 API service, both confined to one directory so that nothing of the machine's own
+# engine configuration is read or changed, and so that a test run can be wiped with `purge`.
+#
+#   scripts/engines.sh start    install what is missing, start both engines, wait until they answer
+#   scripts/engines.sh stop     stop both engines (containers and images are kept)
+#   scripts/engines.sh status   print what answers; exit 1 unless both do
+#   scripts/engines.sh env      print `export` lines for the tests (eval "$(scripts/engines.sh env)")
+#   scripts/engines.sh purge    stop, kill what the engines left running, unmount, delete everything
+#
+# Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman to start
+# only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get.
+#
+# Layout of $DAC_ENGINES_DIR:
+#   docker.sock podman.sock           API sockets (the directory can be bind-mounted into a chroot)
+#   docker/{data,exec,daemon.json,dockerd.pid,dockerd.log}
+#   podman/{root,runroot,tmp,networks,containers.conf,service.pid,service.log}
+#   tls/{ca.pem,ca-key.pem,server-*.pem} and tls/client/{ca.pem,cert.pem,key.pem}
+#   tls-wrong/{ca.pem,cert.pem,key.pem}  a second, unrelated CA with its own client certificate
+#
+# dockerd flags, as found on the Debian 12 / kernel 6.x (cgroup v1, ext4 root) machines we run on:
+#   --storage-driver overlay2   the kernel has overlayfs and /tmp is ext4 with d_type, so overlay2
+#                               works ("Native Overlay Diff: true"); vfs is only the fallback when
+#                               overlay2 cannot mount (e.g. /tmp on overlayfs or tmpfs without
+#                               xattrs), because vfs copies every layer in full.
+#   --iptables=false --ip-forward=false --ip-masq=false
+#                               the scene needs containers and a user-defined bridge network, not a
+#                               way out: bridges and veths work without any netfilter rule, so the
+#                               daemon does not depend on the iptables binary or nf_tables modules,
+#                               leaves the host's net.ipv4.ip_forward at 0 and adds no NAT. The
+#                               daemon also started with the default iptables setup on this machine.
+#   --cgroup-parent=dac-engines-docker
+#                               our containers' cgroups sit under one name of our own, so `purge`
+#                               can find container processes that outlived a killed daemon.
+#   --config-file (empty JSON)  /etc/docker/daemon.json, if any, must not merge into our flags.
+#   no --containerd             dockerd starts its own containerd under --exec-root.
+set -Eeuo pipefail
+trap 'echo "[engines] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
+
+ENG=${DAC_ENGINES_DIR:-/tmp/dac-engines}
+DOCKER_SOCK=$ENG/docker.sock
+PODMAN_SOCK=$ENG/podman.sock
+TLS_HOST=tcp://127.0.0.1:2376
+TLS_PORT=2376
+D=$ENG/docker
+P=$ENG/podman
+CGROUP_PARENT=dac-engines-docker
+
+log() { printf '[engines %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# The Debian CLI matches the daemon (20.10); /usr/local/bin/docker, if present, is a newer client
+# that also works against it through API version negotiation.
+docker_cli() {
+    if [ -x /usr/bin/docker ]; then echo /usr/bin/docker
+    elif command -v docker >/dev/null 2>&1; then command -v docker
+    else echo /usr/bin/docker; fi
+}
+
+want_docker() { [ "${DAC_ENGINES_ONLY:-docker}" = docker ] || [ -z "${DAC_ENGINES_ONLY:-}" ]; }
+want_podman() { [ "${DAC_ENGINES_ONLY:-podman}" = podman ] || [ -z "${DAC_ENGINES_ONLY:-}" ]; }
+
+ping_sock() { curl -sf --max-time 3 --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1; }
+docker_up() { ping_sock "$DOCKER_SOCK"; }
+podman_up() { ping_sock "$PODMAN_SOCK"; }
+tls_up() {
+    curl -sf --max-time 3 --cacert "$ENG/tls/client/ca.pem" --cert "$ENG/tls/client/cert.pem" \
+        --key "$ENG/tls/client/key.pem" "https://127.0.0.1:$TLS_PORT/_ping" >/dev/null 2>&1
+}
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+pid_from() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
+# A pid file can outlive its process and the pid be reused after a restart: only trust it if the
+# process is the program we expect.
+pid_is() {
+    local pid=$1 name=$2
+    pid_alive "$pid" && grep -aqF -- "$name" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# The scene's rootfs is a copy of this binary, so it must not need a dynamic loader.
+static_busybox() {
+    [ -x /bin/busybox ] || return 1
+    local headers applets
+    headers=$(LC_ALL=C readelf -l /bin/busybox 2>/dev/null) || return 1
+    applets=$(/bin/busybox --list 2>/dev/null) || return 1
+    ! grep -q INTERP <<<"$headers" && grep -qx sh <<<"$applets"
+}
+
+# ---------------------------------------------------------------------------------------------
+install_missing() {
+    local need=()
+    command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+    [ -x /usr/bin/docker ] || need+=(docker.io)
+    command -v podman >/dev/null 2>&1 || need+=(podman)
+    static_busybox || need+=(busybox-static)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v iptables >/dev/null 2>&1 || need+=(iptables)
+    command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+    [ ${#need[@]} -eq 0 ] && return 0
+    if [ -n "${DAC_ENGINES_NO_INSTALL:-}" ]; then die "missing packages: ${need[*]} (DAC_ENGINES_NO_INSTALL is set)"; fi
+    [ "$(id -u)" = 0 ] || die "missing packages ${need[*]} and not root"
+    log "installing: docker.io podman busybox-static openssl curl iptables uidmap (missing: ${need[*]})"
+    export DEBIAN_FRONTEND=noninteractive
+    local try
+    for try in 1 2 3 4 5 6; do
+        # -o DPkg::Lock::Timeout waits for another apt instead of failing at once.
+        if apt-get -o DPkg::Lock::Timeout=120 update -qq &&
+            apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends \
+                docker.io podman busybox-static openssl curl iptables uidmap ca-certificates \
+                containernetworking-plugins netavark conmon runc </dev/null; then
+            return 0
+        fi
+        log "apt-get failed (try $try), retrying in 10 s"
+        sleep 10
+    done
+    die "apt-get install failed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Test PKI: a CA, a server certificate for 127.0.0.1/localhost, a client certificate (docker's
+# --tlsverify mode checks both sides), and a second CA with its own client certificate that must
+# be refused. Regenerated when missing or within a day of expiry.
+make_tls() {
+    local t=$ENG/tls w=$ENG/tls-wrong
+    if [ -f "$t/client/key.pem" ] && [ -f "$w/key.pem" ] &&
+        openssl x509 -checkend 86400 -noout -in "$t/server-cert.pem" >/dev/null 2>&1 &&
+        openssl x509 -checkend 86400 -noout -in "$t/client/cert.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    log "creating test CA and certificates in $t"
+    rm -rf "$t" "$w"
+    mkdir -p "$t/client" "$w"
+    local tmp
+    tmp=$(mktemp -d)
+    new_ca "$t" "DAC test CA"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$t/server-key.pem" 2>/dev/null
+    openssl req -new -key "$t/server-key.pem" -subj "/CN=localhost" -out "$tmp/server.csr"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "extendedKeyUsage=serverAuth" \
+        "keyUsage=critical,digitalSignature,keyEncipherment" "basicConstraints=critical,CA:FALSE" >"$tmp/server.ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$tmp/server.ext" -out "$t/server-cert.pem" 2>/dev/null
+    new_client "$t" "$t/client"
+    cp "$t/ca.pem" "$t/client/ca.pem"
+    # Wrong directory: a CA that did not sign the server, and a client certificate from it.
+    new_ca "$w" "DAC wrong CA"
+    new_client "$w" "$w"
+    rm -f "$w/ca.srl" "$t/ca.srl"
+    chmod 600 "$t"/*key.pem "$t/client/key.pem" "$w"/*key.pem
+    chmod 644 "$t/client/key.pem" "$w/key.pem"
+    rm -rf "$tmp"
+}
+new_ca() {
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1/ca-key.pem" 2>/dev/null
+    openssl req -new -x509 -days 3650 -sha256 -key "$1/ca-key.pem" -subj "/CN=$2" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$1/ca.pem"
+}
+new_client() {
+    local ca=$1 out=$2 tmp
+    tmp=$(mktemp -d)
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$out/key.pem" 2>/dev/null
+    openssl req -new -key "$out/key.pem" -subj "/CN=dac-client" -out "$tmp/c.csr"
+    printf '%s\n' "extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature" \
+        "basicConstraints=critical,CA:FALSE" >"$tmp/c.ext"
+    openssl x509 -req -in "$tmp/c.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$tmp/c.ext" -out "$out/cert.pem" 2>/dev/null
+    rm -rf "$tmp"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes in the cgroups of one engine's containers (docker: $CGROUP_PARENT; podman with
+# cgroupfs: libpod_parent, which also holds its conmon monitors). They outlive a daemon that was
+# killed, e.g. with the session that started it.
+leftover_pids() {
+    local d
+    for d in /sys/fs/cgroup/pids/$1 /sys/fs/cgroup/unified/$1 /sys/fs/cgroup/$1; do
+        [ -d "$d" ] || continue
+        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+        break
+    done | sort -un
+}
+
+# kill_leftovers CGROUP: only called while that engine is not running.
+kill_leftovers() {
+    local cg=$1 pids i
+    pids=$(leftover_pids "$cg" | tr '\n' ' ')
+    if [ -n "${pids// /}" ]; then
+        log "killing processes left in $cg: $pids"
+        # shellcheck disable=SC2086
+        kill -9 $pids 2>/dev/null || true
+    fi
+    # A paused container's processes are frozen and take no signal until thawed.
+    if [ -d "/sys/fs/cgroup/freezer/$cg" ]; then
+        find "/sys/fs/cgroup/freezer/$cg" -name freezer.state 2>/dev/null | while IFS= read -r f; do
+            echo THAWED >"$f" 2>/dev/null || true
+        done
+    fi
+    if [ -n "${pids// /}" ]; then
+        for ((i = 0; i < 20; i++)); do
+            [ -z "$(leftover_pids "$cg")" ] && break
+            sleep 0.25
+        done
+        [ -z "$(leftover_pids "$cg")" ] || log "still alive in $cg: $(leftover_pids "$cg" | tr '\n' ' ')"
+    fi
+}
+
+# Mount points below a directory, deepest first.
+mounts_under() {
+    awk -v p="$1" '{ m=$5; gsub(/\\040/, " ", m); if (m == p || index(m, p "/") == 1) print m }' /proc/self/mountinfo |
+        awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2-
+}
+
+unmount_under() {
+    local m
+    while IFS= read -r m; do
+        [ -n "$m" ] || continue
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
+    done < <(mounts_under "$1")
+}
+
+# ---------------------------------------------------------------------------------------------
+start_docker() {
+    if docker_up; then
+        log "docker already answers on $DOCKER_SOCK"
+        return 0
+    fi
+    local pid
+    pid=$(pid_from "$D/dockerd.pid")
+    if pid_is "$pid" dockerd; then
+        log "dockerd (pid $pid) runs but does not answer yet; waiting"
+    else
+        # Runtime state of a daemon that is gone (killed with the session that started it): the
+        # data root is kept, everything that only made sense while it ran is removed.
+        kill_leftovers "$CGROUP_PARENT"
+        unmount_under "$D/exec"
+        rm -rf "$D/exec" "$D/dockerd.pid" "$DOCKER_SOCK"
+        mkdir -p "$D/data" "$D/exec"
+        echo '{}' >"$D/daemon.json"
+        local driver=${DAC_DOCKER_STORAGE_DRIVER:-}
+        if [ -z "$driver" ]; then
+            if [ -f "$D/driver" ]; then driver=$(cat "$D/driver"); else driver=overlay2; fi
+        fi
+        launch_dockerd "$driver"
+        if ! wait_for docker_up 60 "$D/dockerd.pid" dockerd; then
+            if [ "$driver" = overlay2 ] && [ -z "${DAC_DOCKER_STORAGE_DRIVER:-}" ] &&
+                grep -qiE 'overlay|storage.driver|graphdriver' "$D/dockerd.log"; then
+                log "dockerd did not start with overlay2; retrying with vfs"
+                stop_pidfile "$D/dockerd.pid" dockerd
+                rm -rf "$D/data" "$D/exec" "$DOCKER_SOCK"
+                mkdir -p "$D/data" "$D/exec"
+                launch_dockerd vfs
+                wait_for docker_up 60 "$D/dockerd.pid" dockerd || { tail -n 40 "$D/dockerd.log" >&2; die "dockerd did not start"; }
+            else
+                tail -n 40 "$D/dockerd.log" >&2
+                die "dockerd did not start (log: $D/dockerd.log)"
+            fi
+        fi
+    fi
+    wait_for docker_up 60 "$D/dockerd.pid" dockerd || die "dockerd does not answer on $DOCKER_SOCK"
+    wait_for tls_up 30 "$D/dockerd.pid" dockerd || { tail -n 20 "$D/dockerd.log" >&2; die "dockerd does not answer TLS on $TLS_HOST"; }
+    log "docker up: $(curl -s --unix-socket "$DOCKER_SOCK" http://localhost/version | head -c 200)"
+}
+
+launch_dockerd() {
+    local driver=$1
+    echo "$driver" >"$D/driver"
+    log "starting dockerd (storage driver $driver)"
+    {
+        echo "=== $(date -u +%FT%TZ) dockerd start (driver $driver) ==="
+    } >>"$D/dockerd.log"
+    setsid nohup dockerd \
+        --config-file "$D/daemon.json" \
+        -H "unix://$DOCKER_SOCK" \
+        -H "$TLS_HOST" --tlsverify \
+        --tlscacert "$ENG/tls/ca.pem" --tlscert "$ENG/tls/server-cert.pem" --tlskey "$ENG/tls/server-key.pem" \
+        --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" \
+        --storage-driver "$driver" \
+        --iptables=false --ip-forward=false --ip-masq=false \
+        --cgroup-parent "$CGROUP_PARENT" \
+        --log-driver json-file \
+        </dev/null >>"$D/dockerd.log" 2>&1 &
+    echo $! >"$D/dockerd.launch.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+podman_flags() {
+    printf '%s\n' --root "$P/root" --runroot "$P/runroot" --tmpdir "$P/tmp" \
+        --network-config-dir "$P/networks" --cgroup-manager cgroupfs --events-backend file
+}
+
+start_podman() {
+    if podman_up; then
+        log "podman already answers on $PODMAN_SOCK"
+        return 0
+    fi
+    local pid
+    pid=$(pid_from "$P/service.pid")
+    if pid_is "$pid" podman; then
+        log "podman service (pid $pid) runs but does not answer yet; waiting"
+    else
+        # A service that is gone left its runtime state (runroot, tmpdir) describing processes that
+        # no longer exist. Removing it makes podman do what it does after a reboot: refresh every
+        # container to a stopped state. Stored containers, images and volumes are kept.
+        kill_leftovers libpod_parent
+        pkill_conmons
+        unmount_under "$P/root"
+        unmount_under "$P/runroot"
+        rm -rf "$P/runroot" "$P/tmp" "$PODMAN_SOCK"
+        mkdir -p "$P/root" "$P/runroot" "$P/tmp" "$P/networks"
+        write_containers_conf
+        log "starting podman system service"
+        echo "=== $(date -u +%FT%TZ) podman service start ===" >>"$P/service.log"
+        local flags
+        mapfile -t flags < <(podman_flags)
+        CONTAINERS_CONF=$P/containers.conf setsid nohup podman "${flags[@]}" \
+            system service --time=0 "unix://$PODMAN_SOCK" </dev/null >>"$P/service.log" 2>&1 &
+        echo $! >"$P/service.pid"
+    fi
+    wait_for podman_up 60 "$P/service.pid" podman || { tail -n 40 "$P/service.log" >&2; die "podman service did not start (log: $P/service.log)"; }
+    log "podman up: $(curl -s --unix-socket "$PODMAN_SOCK" http://localhost/version | head -c 200)"
+}
+
+# conmon processes that watched containers of our podman root (their command line names it).
+pkill_conmons() {
+    local pid
+    for pid in $(pgrep -x conmon 2>/dev/null || true); do
+        if grep -aqF -- "$P/" "/proc/$pid/cmdline" 2>/dev/null; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+# Only this file is read by the service (CONTAINERS_CONF), so the machine's containers.conf, if
+# any, does not change how the tests' engine behaves. The capabilities and sysctl are Debian's
+# defaults. The ulimits: podman gives containers nofile=1048576 by default, above this machine's
+# hard limit (20000), and runc then fails to start them.
+write_containers_conf() {
+    cat >"$P/containers.conf" <<EOF
+[containers]
+default_capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE",
+  "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"]
+default_sysctls = ["net.ipv4.ping_group_range=0 0"]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+log_driver = "k8s-file"
+
+[network]
+network_config_dir = "$P/networks"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$P/events.log"
+tmp_dir = "$P/tmp"
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# wait_for CHECK SECONDS PIDFILE NAME: poll CHECK; give up early if the process is gone.
+wait_for() {
+    local check=$1 secs=$2 pidfile=$3 name=$4 i pid
+    for ((i = 0; i < secs * 4; i++)); do
+        if "$check"; then return 0; fi
+        if ((i > 8)); then
+            pid=$(pid_from "$pidfile")
+            [ -z "$pid" ] && pid=$(pid_from "${pidfile%.pid}.launch.pid")
+            if [ -n "$pid" ] && ! pid_alive "$pid"; then
+                log "$name (pid $pid) exited"
+                return 1
+            fi
+        fi
+        sleep 0.25
+    done
+    return 1
+}
+
+stop_pidfile() {
+    local pidfile=$1 name=$2 pid i
+    pid=$(pid_from "$pidfile")
+    pid_is "$pid" "$name" || pid=$(pid_from "${pidfile%.pid}.launch.pid")
+    if pid_is "$pid" "$name"; then
+        log "stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 120; i++)); do pid_alive "$pid" || break; sleep 0.25; done
+        if pid_alive "$pid"; then
+            log "$name did not stop in 30 s; killing"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+        fi
+    fi
+    rm -f "$pidfile" "${pidfile%.pid}.launch.pid"
+}
+
+cmd_start() {
+    install_missing
+    mkdir -p "$ENG" "$D" "$P"
+    chmod 755 "$ENG"
+    make_tls
+    local rc=0
+    if want_docker; then start_docker || rc=1; fi
+    if want_podman; then start_podman || rc=1; fi
+    return $rc
+}
+
+cmd_stop() {
+    stop_pidfile "$P/service.pid" podman
+    stop_pidfile "$D/dockerd.pid" dockerd
+    rm -f "$DOCKER_SOCK" "$PODMAN_SOCK"
+}
+
+cmd_status() {
+    local rc=0
+    if docker_up; then echo "docker: up   $DOCKER_SOCK  (pid $(pid_from "$D/dockerd.pid"), driver $(cat "$D/driver" 2>/dev/null))"; else echo "docker: DOWN $DOCKER_SOCK"; rc=1; fi
+    if tls_up; then echo "docker-tls: up   $TLS_HOST"; else echo "docker-tls: DOWN $TLS_HOST"; rc=1; fi
+    if podman_up; then echo "podman: up   $PODMAN_SOCK  (pid $(pid_from "$P/service.pid"))"; else echo "podman: DOWN $PODMAN_SOCK"; rc=1; fi
+    return $rc
+}
+
+cmd_env() {
+    cat <<EOF
+export DAC_ENGINES_DIR='$ENG'
+export DAC_DOCKER_SOCK='$DOCKER_SOCK'
+export DAC_PODMAN_SOCK='$PODMAN_SOCK'
+export DAC_DOCKER='$(docker_cli) -H unix://$DOCKER_SOCK'
+export DAC_PODMAN='podman --url unix://$PODMAN_SOCK'
+export DAC_TLS_HOST='$TLS_HOST'
+export DAC_TLS_DIR='$ENG/tls/client'
+export DAC_TLS_WRONG_DIR='$ENG/tls-wrong'
+EOF
+}
+
+cmd_purge() {
+    cmd_stop
+    kill_leftovers "$CGROUP_PARENT"
+    kill_leftovers libpod_parent
+    pkill_conmons
+    [ -d "$ENG" ] || return 0
+    unmount_under "$ENG"
+    if [ -n "$(mounts_under "$ENG")" ]; then
+        die "mounts remain under $ENG; not deleting it"
+    fi
+    rm -rf --one-file-system "$ENG"
+    log "purged $ENG"
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+env) cmd_env ;;
+purge) cmd_purge ;;
+*)
+    echo "usage: $0 start|stop|status|env|purge" >&2
+    exit 64
+    ;;
+esac

@@ -1,0 +1,601 @@
+//! The acquisition plan: connect, negotiate, then collect in order of volatility
+//! (events, processes, metadata, logs, filesystems, images) into one bundle, and seal it.
+//!
+//! Data flows one way: target -> plan -> requests (session) -> hashed files (bundle) -> seal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::bundle::{self, name_for, BagInfo, Bundle};
+use crate::clock;
+use crate::discovery::{self, EndpointKind, HostArgs};
+use crate::endpoints::{self, Api, Call};
+use crate::error::{Error, Kind, Result};
+use crate::fixture::{Recorder, Replay};
+use crate::session::{Check, Session};
+use crate::transport::{Method, Transport};
+
+/// Everything `dac collect` was asked to do, validated.
+pub struct Options {
+    pub out: PathBuf,
+    pub host: HostArgs,
+    pub targets: Vec<String>,
+    pub paths: Vec<String>,
+    pub no_export: bool,
+    pub no_save: bool,
+    pub jobs: usize,
+    pub idle: Duration,
+    pub deadline: Duration,
+    pub connect_timeout: Duration,
+    pub case_id: String,
+    pub examiner: String,
+    pub organization: String,
+    pub sign_key: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+    pub replay: Option<PathBuf>,
+    pub argv: Vec<String>,
+    pub quiet: bool,
+}
+
+/// How the run ended, for the exit code.
+pub struct Outcome {
+    pub artifacts: u64,
+    pub errors: u64,
+    pub complete: bool,
+}
+
+/// Run a collection to its sealed bundle.
+pub fn run(opts: Options) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(Kind::Io, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(collect(opts))
+}
+
+/// Where the engine is, how it was chosen, and the transport to it.
+struct Target {
+    transport: Transport,
+    url: String,
+    source: String,
+    plain_tcp: bool,
+}
+
+fn open_target(opts: &Options) -> Result<Target> {
+    if let Some(dir) = &opts.replay {
+        let replay = Replay::load(dir)?;
+        let url = format!("replay://{}", dir.display());
+        return Ok(Target {
+            transport: Transport::replay(replay, url.clone()),
+            url,
+            source: "--replay".into(),
+            plain_tcp: false,
+        });
+    }
+    let endpoint = discovery::resolve(&opts.host, &discovery::RealEnv)?;
+    let plain_tcp = matches!(endpoint.kind, EndpointKind::Tcp { .. }) && endpoint.tls.is_none();
+    let mut transport = Transport::new(&endpoint, opts.connect_timeout)?;
+    if let Some(dir) = &opts.record {
+        transport.record_into(Recorder::create(dir, json!({"endpoint": endpoint.url}))?);
+    }
+    Ok(Target { transport, url: endpoint.url.clone(), source: endpoint.source.clone(), plain_tcp })
+}
+
+/// `GET /_ping` (never versioned), as the docker CLI negotiates: min(engine max, ours).
+async fn negotiate(transport: &Transport, idle: Duration) -> Result<(Api, Value)> {
+    let resp = tokio::time::timeout(idle, transport.send(Method::Get, endpoints::PING))
+        .await
+        .map_err(|_| Error::new(Kind::Connect, format!("{} did not answer /_ping within {idle:?}", transport.describe)))??;
+    let status = resp.status();
+    let headers = resp.headers_json();
+    let api_header = resp.header("api-version");
+    if status != 200 {
+        return Err(Error::new(
+            Kind::Connect,
+            format!("{} answered /_ping with HTTP {status}; is it a Docker or Podman engine?", transport.describe),
+        ));
+    }
+    let engine_max = match api_header.as_deref().and_then(endpoints::parse_version) {
+        Some(v) => v,
+        None => endpoints::API_MIN,
+    };
+    let version = engine_max.min(endpoints::API_MAX);
+    if version < endpoints::API_MIN {
+        return Err(Error::new(
+            Kind::Connect,
+            format!(
+                "the engine speaks API {}.{}, older than the oldest this tool supports ({}.{})",
+                version.0, version.1, endpoints::API_MIN.0, endpoints::API_MIN.1
+            ),
+        ));
+    }
+    Ok((Api { version }, headers))
+}
+
+async fn collect(opts: Options) -> Result<Outcome> {
+    let target = open_target(&opts)?;
+    if target.plain_tcp {
+        eprintln!(
+            "dac: WARNING: {} is plain TCP: the evidence travels unencrypted and unauthenticated. \
+             Prefer ssh:// or --tlsverify.",
+            target.url
+        );
+    }
+    let (api, ping_headers) = negotiate(&target.transport, opts.idle).await?;
+    let bundle = Bundle::create(&opts.out)?;
+    let start_utc = clock::utc_now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctrl_c = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("dac: interrupted; sealing what was collected");
+                let _ = stop_tx.send(true);
+            }
+        })
+    };
+    let deadline = tokio::time::Instant::now() + opts.deadline;
+    let engine = if ping_headers.get("libpod-api-version").is_some() { "podman" } else { "docker" };
+    let session = Arc::new(Session::new(target.transport, api.clone(), bundle.clone(), opts.idle, deadline, stop_rx));
+    let session_id = crate::transport::sha256_hex(format!("{start_utc}|{}|{}", target.url, std::process::id()).as_bytes());
+
+    let mut start = Map::new();
+    start.insert("tool".into(), json!("dac"));
+    start.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    start.insert("build".into(), crate::provenance::build_info());
+    start.insert("argv".into(), json!(opts.argv));
+    start.insert("endpoint".into(), json!(target.url));
+    start.insert("endpoint_source".into(), json!(target.source));
+    start.insert("api_version".into(), json!(api.version_string()));
+    start.insert("engine".into(), json!(engine));
+    start.insert("server".into(), ping_headers.clone());
+    start.insert("tls_peer_sha256".into(), json!(session.transport.tls_peer_sha256()));
+    start.insert("session_id".into(), json!(session_id));
+    start.insert("clock".into(), json!({"local_utc": start_utc}));
+    start.insert("targets".into(), json!(opts.targets));
+    start.insert("plain_tcp".into(), json!(target.plain_tcp));
+    session.log("session_start", start);
+
+    let progress = if opts.quiet { None } else { Some(tokio::spawn(progress(session.clone()))) };
+
+    // 1. Events: the daemon keeps only 256, and this collection adds its own.
+    let (secs, nanos) = clock::now_unix();
+    let now = format!("{secs}.{nanos:09}");
+    session
+        .fetch(&api.events_until(&now), bundle::TIER_EVENTS, "buffered.jsonl", Check::Raw)
+        .await;
+    let (end_tx, end_rx) = tokio::sync::watch::channel(false);
+    let live = {
+        let s = session.clone();
+        let call = api.events_live(&now);
+        tokio::spawn(async move {
+            s.fetch_until(&call, bundle::TIER_EVENTS, "live.jsonl", Check::Raw, Some(end_rx)).await;
+        })
+    };
+
+    // 2. Volatile: which containers exist now, and what runs in them.
+    let list = session
+        .fetch(&api.containers(), bundle::TIER_VOLATILE, "containers.json", Check::Json)
+        .await
+        .and_then(|f| f.json)
+        .unwrap_or(Value::Null);
+    let all: Vec<Value> = list.as_array().cloned().unwrap_or_default();
+    let chosen = select(&session, &all, &opts.targets);
+    let small = Arc::new(tokio::sync::Semaphore::new((opts.jobs * 4).clamp(1, 32)));
+    let big = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
+    let mut tasks = Vec::new();
+    for c in &chosen {
+        let state = c.get("State").and_then(Value::as_str).unwrap_or("");
+        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let dir = name_for(&id);
+        if state == "running" || state == "paused" {
+            tasks.push(spawn_fetch(&session, &small, api.container_top(&id), bundle::TIER_VOLATILE, format!("containers/{dir}/top.json"), Check::Json).await);
+        }
+        if state == "running" {
+            tasks.push(spawn_fetch(&session, &small, api.container_stats(&id), bundle::TIER_VOLATILE, format!("containers/{dir}/stats.json"), Check::Json).await);
+        }
+    }
+    join(tasks).await;
+
+    // 3. Metadata.
+    let clock_before = clock::utc_now();
+    let info = session.fetch(&api.info(), bundle::TIER_METADATA, "info.json", Check::Json).await.and_then(|f| f.json);
+    let clock_after = clock::utc_now();
+    let mut tasks = Vec::new();
+    let mut inspects = Vec::new();
+    for c in &chosen {
+        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let dir = name_for(&id);
+        inspects.push((id.clone(), spawn_fetch(&session, &small, api.container_inspect(&id), bundle::TIER_METADATA, format!("containers/{dir}/inspect.json"), Check::Json).await));
+        tasks.push(spawn_fetch(&session, &small, api.container_changes(&id), bundle::TIER_METADATA, format!("containers/{dir}/changes.json"), Check::Json).await);
+    }
+    let version = spawn_fetch(&session, &small, api.version(), bundle::TIER_METADATA, "version.json".into(), Check::Json).await;
+    tasks.push(spawn_fetch(&session, &small, api.system_df(), bundle::TIER_METADATA, "system-df.json".into(), Check::Json).await);
+    let images_list = spawn_fetch(&session, &small, api.images(), bundle::TIER_METADATA, "images.json".into(), Check::Json).await;
+    let networks_list = spawn_fetch(&session, &small, api.networks(), bundle::TIER_METADATA, "networks.json".into(), Check::Json).await;
+    let volumes_list = spawn_fetch(&session, &small, api.volumes(), bundle::TIER_METADATA, "volumes.json".into(), Check::Json).await;
+    let plugins_list = if engine == "podman" {
+        session.unavailable(&api.plugins(), "Podman's compatible API has no plugins");
+        None
+    } else {
+        Some(spawn_fetch(&session, &small, api.plugins(), bundle::TIER_METADATA, "plugins.json".into(), Check::Json).await)
+    };
+    let mut inspected: BTreeMap<String, Value> = BTreeMap::new();
+    for (id, task) in inspects {
+        if let Ok(Some(v)) = task.await {
+            inspected.insert(id, v);
+        }
+    }
+    let images_json = images_list.await.ok().flatten().unwrap_or(Value::Null);
+    let networks_json = networks_list.await.ok().flatten().unwrap_or(Value::Null);
+    let volumes_json = volumes_list.await.ok().flatten().unwrap_or(Value::Null);
+    let plugins_json = match plugins_list {
+        Some(t) => t.await.ok().flatten().unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let version_json = version.await.ok().flatten().unwrap_or(Value::Null);
+    let targeted = !opts.targets.is_empty();
+
+    // What the chosen containers depend on (all of it when nothing was targeted).
+    let mut image_ids: BTreeSet<String> = BTreeSet::new();
+    let mut network_ids: BTreeSet<String> = BTreeSet::new();
+    let mut volume_names: BTreeSet<String> = BTreeSet::new();
+    for c in &chosen {
+        if let Some(img) = c.get("ImageID").and_then(Value::as_str) {
+            image_ids.insert(img.to_string());
+        }
+        if let Some(nets) = c.pointer("/NetworkSettings/Networks").and_then(Value::as_object) {
+            for n in nets.values() {
+                if let Some(id) = n.get("NetworkID").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    network_ids.insert(id.to_string());
+                }
+            }
+        }
+        for m in c.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+            if m.get("Type").and_then(Value::as_str) == Some("volume") {
+                if let Some(n) = m.get("Name").and_then(Value::as_str) {
+                    volume_names.insert(n.to_string());
+                }
+            }
+        }
+    }
+    for v in inspected.values() {
+        if let Some(img) = v.get("Image").and_then(Value::as_str) {
+            image_ids.insert(img.to_string());
+        }
+    }
+    let mut image_sizes: BTreeMap<String, i64> = BTreeMap::new();
+    for img in images_json.as_array().into_iter().flatten() {
+        if let Some(id) = img.get("Id").and_then(Value::as_str) {
+            image_sizes.insert(id.to_string(), img.get("Size").and_then(Value::as_i64).unwrap_or(0));
+            if !targeted {
+                image_ids.insert(id.to_string());
+            }
+        }
+    }
+    if !targeted {
+        for n in networks_json.as_array().into_iter().flatten() {
+            if let Some(id) = n.get("Id").and_then(Value::as_str) {
+                network_ids.insert(id.to_string());
+            }
+        }
+        for v in volumes_json.get("Volumes").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(n) = v.get("Name").and_then(Value::as_str) {
+                volume_names.insert(n.to_string());
+            }
+        }
+    }
+    for id in &image_ids {
+        let dir = name_for(id);
+        tasks.push(spawn_fetch(&session, &small, api.image_inspect(id), bundle::TIER_METADATA, format!("images/{dir}/inspect.json"), Check::Json).await);
+        tasks.push(spawn_fetch(&session, &small, api.image_history(id), bundle::TIER_METADATA, format!("images/{dir}/history.json"), Check::Json).await);
+    }
+    for id in &network_ids {
+        tasks.push(spawn_fetch(&session, &small, api.network_inspect(id), bundle::TIER_METADATA, format!("networks/{}.json", name_for(id)), Check::Json).await);
+    }
+    for name in &volume_names {
+        tasks.push(spawn_fetch(&session, &small, api.volume_inspect(name), bundle::TIER_METADATA, format!("volumes/{}.json", name_for(name)), Check::Json).await);
+    }
+    if !targeted {
+        for p in plugins_json.as_array().into_iter().flatten() {
+            if let Some(name) = p.get("Name").and_then(Value::as_str) {
+                tasks.push(spawn_fetch(&session, &small, api.plugin_inspect(name), bundle::TIER_METADATA, format!("plugins/{}.json", name_for(name)), Check::Json).await);
+            }
+        }
+    }
+    let manager = info
+        .as_ref()
+        .and_then(|i| i.pointer("/Swarm/ControlAvailable"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if manager {
+        tasks.push(spawn_fetch(&session, &small, api.swarm(), bundle::TIER_METADATA, "swarm/swarm.json".into(), Check::Json).await);
+        for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
+            tasks.push(spawn_fetch(&session, &small, api.swarm_list(kind), bundle::TIER_METADATA, format!("swarm/{kind}.json"), Check::Json).await);
+        }
+    } else {
+        let mut f = Map::new();
+        f.insert("detail".into(), json!("the engine is not a swarm manager: no services, tasks, nodes, secrets or configs to collect"));
+        session.log("note", f);
+    }
+    join(tasks).await;
+
+    // 4. Logs, framed as the container's own Config.Tty says.
+    let mut tasks = Vec::new();
+    for c in &chosen {
+        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let check = match inspected.get(&id).and_then(|v| v.pointer("/Config/Tty")).and_then(Value::as_bool) {
+            Some(tty) => Check::Logs { tty },
+            None => Check::Raw,
+        };
+        tasks.push(spawn_fetch(&session, &small, api.container_logs(&id), bundle::TIER_LOGS, format!("containers/{}/logs.raw", name_for(&id)), check).await);
+    }
+    join(tasks).await;
+
+    // 5-6. Filesystems, then images, largest saves first; each tar parsed to its end.
+    let mut tasks = Vec::new();
+    for c in &chosen {
+        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let dir = name_for(&id);
+        if !opts.no_export {
+            tasks.push(spawn_fetch(&session, &big, api.container_export(&id), bundle::TIER_FILESYSTEM, format!("containers/{dir}/export.tar"), Check::Tar).await);
+        }
+        for p in &opts.paths {
+            let call = api.container_archive(&id, p);
+            let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
+            tasks.push(spawn_fetch(&session, &big, call, bundle::TIER_FILESYSTEM, file, Check::Tar).await);
+        }
+    }
+    if !opts.no_save {
+        let mut order: Vec<&String> = image_ids.iter().collect();
+        order.sort_by_key(|id| std::cmp::Reverse(image_sizes.get(*id).copied().unwrap_or(0)));
+        for id in order {
+            let call = api.image_save(id);
+            let rel = format!("{}/save.tar", name_for(id));
+            let s = session.clone();
+            let id = id.clone();
+            let permit = big.clone().acquire_owned().await;
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                if let Some(f) = s.fetch(&call, bundle::TIER_IMAGES, &rel, Check::Tar).await {
+                    if f.complete {
+                        image_check(&s, &call, &f.written.path, &id).await;
+                    }
+                }
+                None
+            }));
+        }
+    }
+    join(tasks).await;
+
+    // Close the live event stream: give the daemon a moment to deliver our own last events.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = end_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), live).await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    ctrl_c.abort();
+
+    if session.interrupted() {
+        session.log("interrupted", Map::new());
+    }
+    if session.deadline_hit() {
+        let mut f = Map::new();
+        f.insert("detail".into(), json!(format!("the overall deadline of {:?} passed", opts.deadline)));
+        session.log("note", f);
+    }
+    if let Some(dir) = &opts.record {
+        if let Some(rec) = session.transport.recorder() {
+            rec.set_engine(json!({"engine": engine, "api_version": api.version_string(), "version": version_json, "ping": ping_headers, "recorded_at": start_utc}));
+            if let Err(e) = rec.finish() {
+                eprintln!("dac: could not finish the recording in {}: {e}", dir.display());
+            }
+        }
+    }
+    let artifacts = session.meter.artifacts.load(Ordering::Relaxed);
+    let errors = session.meter.errors.load(Ordering::Relaxed);
+    let bytes = session.meter.bytes.load(Ordering::Relaxed);
+    let complete = errors == 0 && !session.interrupted();
+    let state = if complete { "complete" } else { "partial" };
+    let mut end = Map::new();
+    end.insert("state".into(), json!(state));
+    end.insert("artifacts".into(), json!(artifacts));
+    end.insert("errors".into(), json!(errors));
+    end.insert("bytes".into(), json!(bytes));
+    session.log("session_end", end);
+
+    let environment = json!({
+        "tool": "dac",
+        "version": env!("CARGO_PKG_VERSION"),
+        "build": crate::provenance::build_info(),
+        "argv": opts.argv,
+        "endpoint": target.url,
+        "endpoint_source": target.source,
+        "api_version": api.version_string(),
+        "engine": engine,
+        "server": ping_headers,
+        "tls_peer_sha256": session.transport.tls_peer_sha256(),
+        "engine_version": version_json,
+    });
+    let clock_json = json!({
+        "local_before_info": clock_before,
+        "local_after_info": clock_after,
+        "daemon_system_time": info.as_ref().and_then(|i| i.get("SystemTime")).cloned().unwrap_or(Value::Null),
+        "skew_seconds": skew(&clock_before, &clock_after, info.as_ref()),
+    });
+    let bag = BagInfo {
+        organization: opts.organization.clone(),
+        examiner: opts.examiner.clone(),
+        case_id: opts.case_id.clone(),
+        endpoint: target.url.clone(),
+        start_utc,
+        session_id,
+        sign_key: opts.sign_key.clone(),
+    };
+    let sealed = tokio::task::block_in_place(|| {
+        bundle.seal(&bag, state, &[("environment.json", environment), ("clock.json", clock_json)])
+    })?;
+    if !opts.quiet {
+        eprintln!(
+            "dac: {state}: {artifacts} artifacts, {} in {} payload files, {errors} errors\n\
+             dac: bundle {}\ndac: tag manifest SHA-256 {}",
+            human(sealed.payload_bytes),
+            sealed.payload_files,
+            opts.out.display(),
+            sealed.tagmanifest_sha256
+        );
+        if errors > 0 {
+            eprintln!("dac: every error is recorded in {}/{}", opts.out.display(), bundle::LOG_PATH);
+        }
+    }
+    Ok(Outcome { artifacts, errors, complete })
+}
+
+/// Daemon clock minus local clock, from `/info` SystemTime against the local midpoint.
+fn skew(before: &str, after: &str, info: Option<&Value>) -> Value {
+    let daemon = info.and_then(|i| i.get("SystemTime")).and_then(Value::as_str).and_then(clock::parse_rfc3339);
+    match (clock::parse_rfc3339(before), clock::parse_rfc3339(after), daemon) {
+        (Some(b), Some(a), Some(d)) => {
+            let f = |(s, n): (i64, u32)| s as f64 + n as f64 / 1e9;
+            json!(f(d) - (f(b) + f(a)) / 2.0)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Pick the containers to collect: all of them, or those the examiner named (full ID, unique ID
+/// prefix, or name). A name that matches nothing is an error record, not a silent skip.
+fn select(session: &Session, all: &[Value], targets: &[String]) -> Vec<Value> {
+    if targets.is_empty() {
+        return all.to_vec();
+    }
+    let mut out: Vec<Value> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in targets {
+        let bare = t.trim_start_matches('/');
+        let by_name: Vec<&Value> = all
+            .iter()
+            .filter(|c| {
+                c.get("Names")
+                    .and_then(Value::as_array)
+                    .is_some_and(|n| n.iter().any(|x| x.as_str().map(|s| s.trim_start_matches('/')) == Some(bare)))
+            })
+            .collect();
+        let by_id: Vec<&Value> = all
+            .iter()
+            .filter(|c| c.get("Id").and_then(Value::as_str).is_some_and(|id| !bare.is_empty() && id.starts_with(bare)))
+            .collect();
+        let found = if let Some(exact) = all.iter().find(|c| c.get("Id").and_then(Value::as_str) == Some(bare)) {
+            vec![exact]
+        } else if !by_name.is_empty() {
+            by_name
+        } else {
+            by_id
+        };
+        let call = Call { template: "/containers/json", object: t.clone(), path: String::new() };
+        match found.len() {
+            0 => session.error(&call, &Error::usage(format!("no container matches {t:?}")), 0, None),
+            1 => {
+                let c = found[0];
+                let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+                if seen.insert(id) {
+                    out.push(c.clone());
+                }
+            }
+            n => session.error(&call, &Error::usage(format!("{t:?} matches {n} containers; give more of the ID")), 0, None),
+        }
+    }
+    out
+}
+
+type Task = tokio::task::JoinHandle<Option<Value>>;
+
+/// Start one fetch once a slot is free. Taking the slot before spawning keeps the start order
+/// equal to the plan's order, which is what the volatility order is checked on.
+async fn spawn_fetch(
+    session: &Arc<Session>,
+    slots: &Arc<tokio::sync::Semaphore>,
+    call: Call,
+    tier: &'static str,
+    rel: String,
+    check: Check,
+) -> Task {
+    let permit = slots.clone().acquire_owned().await;
+    let s = session.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        s.fetch(&call, tier, &rel, check).await.and_then(|f| f.json)
+    })
+}
+
+async fn join(tasks: Vec<Task>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Verify a saved image against its own digests and record the result.
+async fn image_check(session: &Arc<Session>, call: &Call, path: &str, id: &str) {
+    let full = session.bundle.root().join(path);
+    let expected = id.to_string();
+    let result = tokio::task::spawn_blocking(move || crate::image_check::check_file(&full, Some(&expected))).await;
+    let mut f = Map::new();
+    f.insert("endpoint".into(), json!(call.template));
+    f.insert("object".into(), json!(call.object));
+    f.insert("path".into(), json!(path));
+    match result {
+        Ok(Ok(report)) => {
+            let ok = report.ok;
+            f.insert("image_check".into(), report.to_json());
+            session.log("image_check", f);
+            if !ok {
+                let detail = format!("saved image fails its own digests: {}", report.failures.join("; "));
+                session.error(call, &Error::new(Kind::Integrity, detail), 0, Some(path));
+            }
+        }
+        Ok(Err(e)) => session.error(call, &e, 0, Some(path)),
+        Err(e) => session.error(call, &Error::new(Kind::Integrity, format!("image check stopped: {e}")), 0, Some(path)),
+    }
+}
+
+/// A line on stderr every two seconds while transfers run.
+async fn progress(session: Arc<Session>) {
+    let started = tokio::time::Instant::now();
+    let mut last = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let bytes = session.meter.bytes.load(Ordering::Relaxed);
+        let rate = (bytes - last.min(bytes)) / 2;
+        last = bytes;
+        eprintln!(
+            "dac: {:>5.1} s  {} artifacts  {}  ({}/s)  {} in flight  {} errors",
+            started.elapsed().as_secs_f64(),
+            session.meter.artifacts.load(Ordering::Relaxed),
+            human(bytes),
+            human(rate),
+            session.meter.active.load(Ordering::Relaxed),
+            session.meter.errors.load(Ordering::Relaxed),
+        );
+    }
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

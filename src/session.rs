@@ -1,0 +1,573 @@
+//! One acquisition session: every request goes through [`Session::fetch`], which streams the body
+//! into a payload file while hashing it, runs the checks that belong to its kind (tar to its end
+//! marker, log demultiplexing, JSON parsing), and writes the `artifact` or `error` record.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+
+use crate::bundle::{Bundle, Payload, Written};
+use crate::clock;
+use crate::endpoints::{Api, Call};
+use crate::error::{Error, Kind, Result};
+use crate::logs::{Demux, Stream};
+use crate::tar::TarWalker;
+use crate::transport::{Method, Transport};
+
+/// JSON answers are parsed in memory; anything larger is kept on disk but not parsed.
+const JSON_PARSE_LIMIT: usize = 128 << 20;
+
+/// What to do with a body besides keeping its raw bytes.
+pub enum Check {
+    /// Keep only.
+    Raw,
+    /// Parse as JSON and hand the value back.
+    Json,
+    /// Validate as a tar to its end-of-archive marker.
+    Tar,
+    /// Demultiplex a non-TTY log into derived stdout/stderr files.
+    Logs { tty: bool },
+}
+
+/// The outcome of a fetch that produced a file.
+pub struct Fetched {
+    pub written: Written,
+    pub json: Option<Value>,
+    pub complete: bool,
+}
+
+/// Counters shown in the summary and written into `session_end`.
+#[derive(Default)]
+pub struct Meter {
+    pub artifacts: AtomicU64,
+    pub errors: AtomicU64,
+    pub bytes: AtomicU64,
+    pub active: AtomicU64,
+}
+
+pub struct Session {
+    pub transport: Transport,
+    pub api: Api,
+    pub bundle: Arc<Bundle>,
+    pub meter: Meter,
+    pub idle: Duration,
+    deadline: tokio::time::Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+    interrupted: AtomicBool,
+    deadline_hit: AtomicBool,
+}
+
+/// Which of the things a transfer waits on came first.
+enum Race<T> {
+    Value(T),
+    Deadline,
+    Stop,
+    End,
+}
+
+/// Wait for `fut`, the overall deadline, Ctrl-C, or (for the live stream) the end of the
+/// session, whichever comes first. A dropped sender means the signal can no longer come.
+async fn race<F: std::future::Future>(
+    fut: F,
+    deadline: tokio::time::Instant,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    end: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> Race<F::Output> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+    let mut stop_wait = std::pin::pin!(stop.wait_for(|s| *s));
+    let has_end = end.is_some();
+    let mut end_wait = std::pin::pin!(async move {
+        match end {
+            Some(e) => e.wait_for(|s| *s).await.is_ok(),
+            None => false,
+        }
+    });
+    let (mut stop_done, mut end_done) = (false, !has_end);
+    std::future::poll_fn(move |cx| {
+        if !end_done {
+            if let Poll::Ready(fired) = end_wait.as_mut().poll(cx) {
+                end_done = true;
+                if fired {
+                    return Poll::Ready(Race::End);
+                }
+            }
+        }
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Race::Value(v));
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Race::Deadline);
+        }
+        if !stop_done {
+            if let Poll::Ready(r) = stop_wait.as_mut().poll(cx) {
+                stop_done = true;
+                if r.is_ok() {
+                    return Poll::Ready(Race::Stop);
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Why a body stopped early.
+enum Cut {
+    Stop,
+    Deadline,
+}
+
+impl Session {
+    pub fn new(
+        transport: Transport,
+        api: Api,
+        bundle: Arc<Bundle>,
+        idle: Duration,
+        deadline: tokio::time::Instant,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Session {
+        Session {
+            transport,
+            api,
+            bundle,
+            meter: Meter::default(),
+            idle,
+            deadline,
+            stop,
+            interrupted: AtomicBool::new(false),
+            deadline_hit: AtomicBool::new(false),
+        }
+    }
+
+    /// True once Ctrl-C or the deadline ended the session: nothing new should start.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow() || tokio::time::Instant::now() >= self.deadline
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+
+    pub fn deadline_hit(&self) -> bool {
+        self.deadline_hit.load(Ordering::Relaxed)
+    }
+
+    /// Append a record; a log that cannot be written is reported once on stderr.
+    pub fn log(&self, event: &str, fields: Map<String, Value>) {
+        if let Err(e) = self.bundle.log(event, fields) {
+            eprintln!("dac: {e}");
+        }
+    }
+
+    /// Record an error for `call`.
+    pub fn error(&self, call: &Call, err: &Error, offset: u64, path: Option<&str>) {
+        self.meter.errors.fetch_add(1, Ordering::Relaxed);
+        let mut f = Map::new();
+        f.insert("kind".into(), json!(err.kind.as_str()));
+        f.insert("endpoint".into(), json!(call.template));
+        f.insert("object".into(), json!(call.object));
+        f.insert("offset".into(), json!(offset));
+        f.insert("detail".into(), json!(err.message));
+        if let Some(s) = err.status {
+            f.insert("status".into(), json!(s));
+        }
+        if let Some(p) = path {
+            f.insert("path".into(), json!(p));
+        }
+        self.log("error", f);
+    }
+
+    /// Record something the engine does not offer (not a failure of the collection).
+    pub fn unavailable(&self, call: &Call, detail: &str) {
+        let mut f = Map::new();
+        f.insert("kind".into(), json!("unavailable"));
+        f.insert("endpoint".into(), json!(call.template));
+        f.insert("object".into(), json!(call.object));
+        f.insert("detail".into(), json!(detail));
+        self.log("note", f);
+    }
+
+    /// Wait for a response head, bounded by the idle timeout, the deadline and Ctrl-C.
+    async fn head(&self, method: Method, path: &str) -> Result<crate::transport::Response> {
+        let mut stop = self.stop.clone();
+        let send = tokio::time::timeout(self.idle, self.transport.send(method, path));
+        match race(send, self.deadline, &mut stop, None).await {
+            Race::Value(Ok(r)) => r,
+            Race::Value(Err(_)) => Err(Error::new(Kind::Timeout, format!("no response within {:?} (idle timeout)", self.idle))),
+            Race::Deadline => {
+                self.deadline_hit.store(true, Ordering::Relaxed);
+                Err(Error::new(Kind::Deadline, "the overall deadline passed before the engine answered"))
+            }
+            Race::Stop | Race::End => {
+                self.interrupted.store(true, Ordering::Relaxed);
+                Err(Error::new(Kind::Interrupted, "interrupted before the engine answered"))
+            }
+        }
+    }
+
+    /// GET `call`, keep its body at `data/<tier>/<rel>`, check it, record it.
+    /// Returns None when nothing was written (the error is already recorded).
+    pub async fn fetch(&self, call: &Call, tier: &str, rel: &str, check: Check) -> Option<Fetched> {
+        self.fetch_until(call, tier, rel, check, None).await
+    }
+
+    /// Like [`Session::fetch`], for a stream that never ends by itself (the live event stream):
+    /// no idle timeout, and `end` closes it as complete.
+    pub async fn fetch_until(
+        &self,
+        call: &Call,
+        tier: &str,
+        rel: &str,
+        check: Check,
+        end: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Option<Fetched> {
+        if self.stopping() {
+            return None;
+        }
+        let start = clock::utc_now();
+        let start_mono = self.bundle.mono_ns();
+        self.meter.active.fetch_add(1, Ordering::Relaxed);
+        let out = self.fetch_inner(call, tier, rel, check, start, start_mono, end).await;
+        self.meter.active.fetch_sub(1, Ordering::Relaxed);
+        out
+    }
+
+    async fn fetch_inner(
+        &self,
+        call: &Call,
+        tier: &str,
+        rel: &str,
+        check: Check,
+        start: String,
+        start_mono: u64,
+        end: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Option<Fetched> {
+        let live = end.is_some();
+        let mut end = end.unwrap_or_else(|| tokio::sync::watch::channel(false).1);
+        let resp = match self.head(Method::Get, &call.path).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(call, &e, 0, None);
+                return None;
+            }
+        };
+        let status = resp.status();
+        let path_stat = resp.header("x-docker-container-path-stat");
+        let mut body = resp.into_body();
+        if !(200..300).contains(&status) {
+            let detail = self.error_body(&mut body).await;
+            let err = Error::new(Kind::Http, format!("HTTP {status}: {detail}")).with_status(status);
+            self.error(call, &err, 0, None);
+            return None;
+        }
+        let mut payload = match self.bundle.payload(&format!("{tier}/{rel}")) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(call, &e, 0, None);
+                return None;
+            }
+        };
+        let mut state = Processor::new(&check, &self.bundle, tier, rel);
+        let mut failure: Option<Error> = None;
+        let mut stop = self.stop.clone();
+        loop {
+            let idle = if live { Duration::from_secs(365 * 86_400) } else { self.idle };
+            let frame = tokio::time::timeout(idle, body.frame());
+            let next = match race(frame, self.deadline, &mut stop, if live { Some(&mut end) } else { None }).await {
+                Race::End => break,
+                Race::Value(Ok(f)) => Ok(f),
+                Race::Value(Err(_)) => Err(Error::new(
+                    Kind::Timeout,
+                    format!("no data for {:?} (idle timeout) after {} bytes", self.idle, payload.bytes()),
+                )),
+                Race::Deadline => {
+                    self.deadline_hit.store(true, Ordering::Relaxed);
+                    Err(self.cut(Cut::Deadline))
+                }
+                Race::Stop => {
+                    self.interrupted.store(true, Ordering::Relaxed);
+                    Err(self.cut(Cut::Stop))
+                }
+            };
+            match next {
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        let offset = payload.bytes();
+                        if let Err(e) = payload.write(&data) {
+                            failure = Some(e);
+                            break;
+                        }
+                        self.meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        if let Err(e) = state.push(&data, offset, self) {
+                            if failure.is_none() {
+                                failure = Some(e);
+                            }
+                        }
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    let kind = if e.is_parse() { Kind::Protocol } else { Kind::Truncated };
+                    failure = Some(Error::new(kind, format!("the body broke off after {} bytes: {e}", payload.bytes())));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let received = payload.bytes();
+        if failure.is_none() {
+            if let Err(e) = state.finish_check() {
+                failure = Some(e);
+            }
+        }
+        let (extra, json_bytes, derived) = state.finish(self);
+        let (written, disk_err) = payload.finish();
+        if failure.is_none() {
+            failure = disk_err;
+        }
+        let complete = failure.is_none();
+        let mut f = Map::new();
+        f.insert("endpoint".into(), json!(call.template));
+        f.insert("object".into(), json!(call.object));
+        f.insert("path".into(), json!(written.path));
+        f.insert("tier".into(), json!(tier));
+        f.insert("bytes".into(), json!(written.bytes));
+        f.insert("sha256".into(), json!(written.sha256));
+        f.insert("readback_sha256".into(), json!(written.readback_sha256));
+        f.insert("disk_bytes".into(), json!(written.disk_bytes));
+        f.insert("status".into(), json!(status));
+        f.insert("start".into(), json!(start));
+        f.insert("end".into(), json!(clock::utc_now()));
+        f.insert("start_mono_ns".into(), json!(start_mono));
+        f.insert("complete".into(), json!(complete));
+        if let Some(stat) = path_stat {
+            f.insert("path_stat".into(), decode_path_stat(&stat));
+        }
+        for (k, v) in extra {
+            f.insert(k, v);
+        }
+        if !written.readback_sha256.is_empty() {
+            self.meter.artifacts.fetch_add(1, Ordering::Relaxed);
+            self.log("artifact", f);
+        }
+        for (w, complete_derived) in derived {
+            let mut d = Map::new();
+            d.insert("endpoint".into(), json!(call.template));
+            d.insert("object".into(), json!(call.object));
+            d.insert("path".into(), json!(w.path));
+            d.insert("tier".into(), json!(tier));
+            d.insert("bytes".into(), json!(w.bytes));
+            d.insert("sha256".into(), json!(w.sha256));
+            d.insert("readback_sha256".into(), json!(w.readback_sha256));
+            d.insert("disk_bytes".into(), json!(w.disk_bytes));
+            d.insert("status".into(), json!(status));
+            d.insert("start".into(), json!(start));
+            d.insert("end".into(), json!(clock::utc_now()));
+            d.insert("start_mono_ns".into(), json!(start_mono));
+            d.insert("complete".into(), json!(complete && complete_derived));
+            d.insert("derived_from".into(), json!(written.path));
+            if !w.readback_sha256.is_empty() {
+                self.meter.artifacts.fetch_add(1, Ordering::Relaxed);
+                self.log("artifact", d);
+            }
+        }
+        if let Some(e) = &failure {
+            self.error(call, e, received, Some(&written.path));
+        }
+        let json = match (&check, json_bytes) {
+            (Check::Json, Some(bytes)) if complete => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let err = Error::protocol(format!("the answer is not valid JSON: {e}"));
+                    self.error(call, &err, e.column() as u64, Some(&written.path));
+                    return Some(Fetched { written, json: None, complete: false });
+                }
+            },
+            _ => None,
+        };
+        Some(Fetched { written, json, complete })
+    }
+
+    fn cut(&self, why: Cut) -> Error {
+        match why {
+            Cut::Stop => Error::new(Kind::Interrupted, "interrupted by the examiner (Ctrl-C)"),
+            Cut::Deadline => Error::new(Kind::Deadline, "the overall deadline passed mid-transfer"),
+        }
+    }
+
+    /// The first kilobytes of an error answer, as text for the log.
+    async fn error_body(&self, body: &mut hyper::body::Incoming) -> String {
+        let mut buf = Vec::new();
+        while buf.len() < 4096 {
+            match tokio::time::timeout(self.idle, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(d) = frame.into_data() {
+                        buf.extend_from_slice(&d);
+                    }
+                }
+                _ => break,
+            }
+        }
+        buf.truncate(4096);
+        let text = String::from_utf8_lossy(&buf);
+        match serde_json::from_slice::<Value>(&buf) {
+            Ok(v) => match v.get("message").and_then(Value::as_str) {
+                Some(m) => m.to_string(),
+                None => text.trim().to_string(),
+            },
+            Err(_) => text.trim().to_string(),
+        }
+    }
+}
+
+/// The engine's `X-Docker-Container-Path-Stat` header is base64 JSON; keep both forms.
+fn decode_path_stat(raw: &str) -> Value {
+    let decoded = crate::sign::base64_decode(raw.trim())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    json!({ "raw": raw, "decoded": decoded })
+}
+
+/// Per-kind work done on the bytes while they stream.
+enum Processor {
+    Raw,
+    Json(Vec<u8>, bool),
+    Tar(TarWalker),
+    Logs { demux: Option<Demux>, out: Option<Payload>, err: Option<Payload>, daemon_errors: Vec<String> },
+}
+
+impl Processor {
+    fn new(check: &Check, bundle: &Arc<Bundle>, tier: &str, rel: &str) -> Processor {
+        match check {
+            Check::Raw => Processor::Raw,
+            Check::Json => Processor::Json(Vec::new(), false),
+            Check::Tar => Processor::Tar(TarWalker::new()),
+            Check::Logs { tty } => {
+                if *tty {
+                    Processor::Logs { demux: None, out: None, err: None, daemon_errors: Vec::new() }
+                } else {
+                    let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    let sibling = |name: &str| {
+                        let p = if dir.is_empty() { format!("{tier}/{name}") } else { format!("{tier}/{dir}/{name}") };
+                        bundle.payload(&p).ok()
+                    };
+                    Processor::Logs {
+                        demux: Some(Demux::new()),
+                        out: sibling("stdout.log"),
+                        err: sibling("stderr.log"),
+                        daemon_errors: Vec::new(),
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, data: &[u8], offset: u64, _session: &Session) -> Result<()> {
+        match self {
+            Processor::Raw => Ok(()),
+            Processor::Json(buf, over) => {
+                if buf.len() + data.len() > JSON_PARSE_LIMIT {
+                    *over = true;
+                    buf.clear();
+                    buf.shrink_to_fit();
+                } else if !*over {
+                    buf.extend_from_slice(data);
+                }
+                Ok(())
+            }
+            Processor::Tar(walker) => walker
+                .push(data)
+                .map_err(|e| Error::protocol(format!("not a valid tar at byte {}: {}", e.offset, e.detail))),
+            Processor::Logs { demux: Some(demux), out, err, daemon_errors } => {
+                let mut write_err: Option<String> = None;
+                let r = demux.push(data, &mut |stream, bytes| {
+                    let target = match stream {
+                        Stream::Stdout => out.as_mut(),
+                        Stream::Stderr => err.as_mut(),
+                        Stream::SystemErr => {
+                            if daemon_errors.len() < 16 {
+                                daemon_errors.push(String::from_utf8_lossy(bytes).trim().to_string());
+                            }
+                            None
+                        }
+                    };
+                    if let Some(p) = target {
+                        if let Err(e) = p.write(bytes) {
+                            write_err = Some(e.message);
+                        }
+                    }
+                });
+                let _ = offset;
+                if let Err(e) = r {
+                    return Err(Error::protocol(format!("bad log frame at byte {}: {}", e.offset, e.detail)));
+                }
+                match write_err {
+                    Some(m) => Err(Error::new(Kind::Io, m)),
+                    None => Ok(()),
+                }
+            }
+            Processor::Logs { demux: None, .. } => Ok(()),
+        }
+    }
+
+    fn finish_check(&self) -> Result<()> {
+        match self {
+            Processor::Tar(walker) => walker
+                .finish()
+                .map(|_| ())
+                .map_err(|e| Error::protocol(format!("not a complete tar at byte {}: {}", e.offset, e.detail))),
+            Processor::Logs { demux: Some(demux), daemon_errors, .. } => {
+                demux
+                    .finish()
+                    .map_err(|e| Error::new(Kind::Truncated, format!("log stream ends inside a frame at byte {}: {}", e.offset, e.detail)))?;
+                if daemon_errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Error::protocol(format!("the daemon reported an error inside the log stream: {}", daemon_errors.join(" | "))))
+                }
+            }
+            Processor::Json(_, true) => Ok(()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Extra artifact fields, the JSON bytes to parse, and the derived files written.
+    fn finish(self, _session: &Session) -> (Vec<(String, Value)>, Option<Vec<u8>>, Vec<(Written, bool)>) {
+        match self {
+            Processor::Raw => (vec![], None, vec![]),
+            Processor::Json(buf, over) => {
+                if over {
+                    (vec![("json".into(), json!("too large to parse; kept unparsed"))], None, vec![])
+                } else {
+                    (vec![], Some(buf), vec![])
+                }
+            }
+            Processor::Tar(walker) => match walker.finish() {
+                Ok(s) => (
+                    vec![("tar".into(), json!({"entries": s.entries, "end_offset": s.end_offset, "trailing_zero_bytes": s.trailing_zero_bytes}))],
+                    None,
+                    vec![],
+                ),
+                Err(e) => (vec![("tar".into(), json!({"error": e.detail, "offset": e.offset}))], None, vec![]),
+            },
+            Processor::Logs { demux, out, err, .. } => {
+                let mut derived = Vec::new();
+                for p in [out, err].into_iter().flatten() {
+                    let (w, e) = p.finish();
+                    derived.push((w, e.is_none()));
+                }
+                let framing = if demux.is_some() { "multiplexed" } else { "tty" };
+                (vec![("log_framing".into(), json!(framing))], None, derived)
+            }
+        }
+    }
+}
