@@ -36,7 +36,11 @@ const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000
 /// hostile strings) as `x-` and the SHA-256 of its bytes. Tenants never choose our file names.
 pub fn name_for(raw: &str) -> String {
     let id = raw.strip_prefix("sha256:").unwrap_or(raw);
-    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         id.to_string()
     } else {
         format!("x-{}", hex(&Sha256::digest(raw.as_bytes())))
@@ -114,7 +118,10 @@ impl Bundle {
         match fs::symlink_metadata(out) {
             Ok(meta) => {
                 if !meta.is_dir() {
-                    return Err(Error::usage(format!("--out {} exists and is not a folder", out.display())));
+                    return Err(Error::usage(format!(
+                        "--out {} exists and is not a folder",
+                        out.display()
+                    )));
                 }
                 let mut entries = fs::read_dir(out).map_err(|e| Error::io(out.display(), e))?;
                 if entries.next().is_some() {
@@ -124,13 +131,18 @@ impl Bundle {
                     )));
                 }
             }
-            Err(_) => fs::create_dir_all(out).map_err(|e| Error::io(format!("cannot create {}", out.display()), e))?,
+            Err(_) => fs::create_dir_all(out)
+                .map_err(|e| Error::io(format!("cannot create {}", out.display()), e))?,
         }
         for dir in ["data", "logs", "metadata"] {
-            fs::create_dir(out.join(dir)).map_err(|e| Error::io(format!("cannot create {}", out.join(dir).display()), e))?;
+            fs::create_dir(out.join(dir))
+                .map_err(|e| Error::io(format!("cannot create {}", out.join(dir).display()), e))?;
         }
-        fs::write(out.join("bagit.txt"), "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
-            .map_err(|e| Error::io("cannot write bagit.txt", e))?;
+        fs::write(
+            out.join("bagit.txt"),
+            "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+        )
+        .map_err(|e| Error::io("cannot write bagit.txt", e))?;
         // The reserve is written first and freed when the disk fills, so the log and the seal
         // still fit.
         let _ = fs::write(out.join(RESERVE), vec![0u8; RESERVE_BYTES]);
@@ -142,7 +154,11 @@ impl Bundle {
         Ok(Arc::new(Bundle {
             root: out.to_path_buf(),
             started: Instant::now(),
-            log: Mutex::new(LogState { file: Some(log), seq: 0, prev: ZERO_HASH.to_string() }),
+            log: Mutex::new(LogState {
+                file: Some(log),
+                seq: 0,
+                prev: ZERO_HASH.to_string(),
+            }),
             files: Mutex::new(BTreeMap::new()),
         }))
     }
@@ -163,7 +179,10 @@ impl Bundle {
 
     /// Append one record to the hash-chained log and flush it.
     pub fn log(&self, event: &str, fields: Map<String, Value>) -> Result<()> {
-        let mut state = self.log.lock().map_err(|_| Error::new(Kind::Io, "acquisition log lock poisoned"))?;
+        let mut state = self
+            .log
+            .lock()
+            .map_err(|_| Error::new(Kind::Io, "acquisition log lock poisoned"))?;
         let mut record = fields;
         record.insert("seq".into(), json!(state.seq));
         record.insert("ts_utc".into(), json!(clock::utc_now()));
@@ -181,7 +200,8 @@ impl Bundle {
         if let Err(e) = file.write_all(&bytes) {
             if e.kind() == io::ErrorKind::StorageFull {
                 self.release_reserve();
-                file.write_all(&bytes).map_err(|e| Error::io("cannot append to the acquisition log", e))?;
+                file.write_all(&bytes)
+                    .map_err(|e| Error::io("cannot append to the acquisition log", e))?;
             } else {
                 return Err(Error::io("cannot append to the acquisition log", e));
             }
@@ -196,14 +216,20 @@ impl Bundle {
     pub fn payload(self: &Arc<Self>, rel: &str) -> Result<Payload> {
         if rel.is_empty()
             || rel.starts_with('/')
-            || rel.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+            || rel
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
             || rel.bytes().any(|b| b < 0x20 || b == b'\\' || b >= 0x7f)
         {
-            return Err(Error::new(Kind::Io, format!("refusing unsafe bundle path {rel:?}")));
+            return Err(Error::new(
+                Kind::Io,
+                format!("refusing unsafe bundle path {rel:?}"),
+            ));
         }
         let full = self.root.join("data").join(rel);
         if let Some(parent) = full.parent() {
-            fs::create_dir_all(parent).map_err(|e| self.disk_error(format!("cannot create {}", parent.display()), e))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| self.disk_error(format!("cannot create {}", parent.display()), e))?;
         }
         let file = OpenOptions::new()
             .write(true)
@@ -238,20 +264,30 @@ impl Bundle {
     pub fn seal(&self, info: &BagInfo, state: &str, metadata: &[(&str, Value)]) -> Result<Sealed> {
         self.release_reserve();
         let head = {
-            let mut log = self.log.lock().map_err(|_| Error::new(Kind::Io, "acquisition log lock poisoned"))?;
+            let mut log = self
+                .log
+                .lock()
+                .map_err(|_| Error::new(Kind::Io, "acquisition log lock poisoned"))?;
             if let Some(f) = log.file.take() {
-                f.sync_all().map_err(|e| Error::io("cannot sync the acquisition log", e))?;
+                f.sync_all()
+                    .map_err(|e| Error::io("cannot sync the acquisition log", e))?;
             }
             log.prev.clone()
         };
-        let files = self.files.lock().map_err(|_| Error::new(Kind::Io, "file list lock poisoned"))?.clone();
+        let files = self
+            .files
+            .lock()
+            .map_err(|_| Error::new(Kind::Io, "file list lock poisoned"))?
+            .clone();
         let end_utc = clock::utc_now();
         for (name, value) in metadata {
             let text = serde_json::to_string_pretty(value).unwrap_or_default();
             self.write_tag(&format!("metadata/{name}"), text.as_bytes())?;
         }
-        let listed: Vec<(String, String, u64)> =
-            files.iter().map(|(p, (h, n))| (p.clone(), h.clone(), *n)).collect();
+        let listed: Vec<(String, String, u64)> = files
+            .iter()
+            .map(|(p, (h, n))| (p.clone(), h.clone(), *n))
+            .collect();
         let graph = crate::case::graph(
             &crate::case::CaseInfo {
                 case_id: &info.case_id,
@@ -267,7 +303,9 @@ impl Bundle {
         );
         self.write_tag(
             "metadata/case.jsonld",
-            serde_json::to_string_pretty(&graph).unwrap_or_default().as_bytes(),
+            serde_json::to_string_pretty(&graph)
+                .unwrap_or_default()
+                .as_bytes(),
         )?;
         let mut manifest = String::new();
         let mut total = 0u64;
@@ -293,7 +331,12 @@ impl Bundle {
             head
         );
         self.write_tag("bag-info.txt", bag_info.as_bytes())?;
-        let mut tags = vec!["bagit.txt".to_string(), "bag-info.txt".to_string(), "manifest-sha256.txt".to_string(), LOG_PATH.to_string()];
+        let mut tags = vec![
+            "bagit.txt".to_string(),
+            "bag-info.txt".to_string(),
+            "manifest-sha256.txt".to_string(),
+            LOG_PATH.to_string(),
+        ];
         let meta: Vec<String> = fs::read_dir(self.root.join("metadata"))
             .map_err(|e| Error::io("cannot list metadata/", e))?
             .filter_map(|e| e.ok())
@@ -303,7 +346,8 @@ impl Bundle {
         tags.sort();
         let mut tagmanifest = String::new();
         for tag in &tags {
-            let (sha, _) = hash_path(&self.root.join(tag)).map_err(|e| Error::io(format!("cannot hash {tag}"), e))?;
+            let (sha, _) = hash_path(&self.root.join(tag))
+                .map_err(|e| Error::io(format!("cannot hash {tag}"), e))?;
             tagmanifest.push_str(&format!("{sha}  {tag}\n"));
         }
         self.write_tag("tagmanifest-sha256.txt", tagmanifest.as_bytes())?;
@@ -321,15 +365,20 @@ impl Bundle {
 
     fn write_tag(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let path = self.root.join(rel);
-        let mut f = File::create(&path).map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
-        f.write_all(bytes).map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
-        f.sync_all().map_err(|e| self.disk_error(format!("cannot sync {rel}"), e))
+        let mut f =
+            File::create(&path).map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
+        f.write_all(bytes)
+            .map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
+        f.sync_all()
+            .map_err(|e| self.disk_error(format!("cannot sync {rel}"), e))
     }
 }
 
 /// Tag-file values stay on one line whatever the examiner typed.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A payload file being written: bytes are hashed as they arrive.
@@ -358,10 +407,15 @@ impl Payload {
         self.hasher.update(data);
         self.bytes += data.len() as u64;
         if self.failed.is_some() {
-            return Err(Error::new(Kind::Io, self.failed.clone().unwrap_or_default()));
+            return Err(Error::new(
+                Kind::Io,
+                self.failed.clone().unwrap_or_default(),
+            ));
         }
         if let Err(e) = self.file.write_all(data) {
-            let err = self.bundle.disk_error(format!("cannot write {}", self.path), e);
+            let err = self
+                .bundle
+                .disk_error(format!("cannot write {}", self.path), e);
             self.failed = Some(err.message.clone());
             return Err(err);
         }
@@ -374,7 +428,10 @@ impl Payload {
         let mut error = self.failed.clone().map(|m| Error::new(Kind::Io, m));
         if let Err(e) = self.file.flush() {
             if error.is_none() {
-                error = Some(self.bundle.disk_error(format!("cannot write {}", self.path), e));
+                error = Some(
+                    self.bundle
+                        .disk_error(format!("cannot write {}", self.path), e),
+                );
             }
         }
         let stream_sha = hex(&self.hasher.clone().finalize());
@@ -395,12 +452,21 @@ impl Payload {
             if error.is_none() && (readback != stream_sha || disk != self.bytes) {
                 error = Some(Error::new(
                     Kind::Integrity,
-                    format!("{} on disk ({disk} bytes, {readback}) differs from what was received", self.path),
+                    format!(
+                        "{} on disk ({disk} bytes, {readback}) differs from what was received",
+                        self.path
+                    ),
                 ));
             }
         }
         (
-            Written { path: self.path.clone(), bytes: self.bytes, sha256: stream_sha, readback_sha256: readback, disk_bytes: disk },
+            Written {
+                path: self.path.clone(),
+                bytes: self.bytes,
+                sha256: stream_sha,
+                readback_sha256: readback,
+                disk_bytes: disk,
+            },
             error,
         )
     }
@@ -442,7 +508,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         let second: Value = serde_json::from_str(lines[1]).unwrap();
-        assert_eq!(second["prev_sha256"], json!(hex(&Sha256::digest(lines[0].as_bytes()))));
+        assert_eq!(
+            second["prev_sha256"],
+            json!(hex(&Sha256::digest(lines[0].as_bytes())))
+        );
         assert_eq!(second["seq"], json!(1));
         fs::remove_dir_all(&dir).unwrap();
     }

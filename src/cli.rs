@@ -110,7 +110,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(argv: Vec<OsString>) -> Result<u8> {
-    let printable: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let printable: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut args = pico_args::Arguments::from_vec(argv.into_iter().skip(1).collect());
     let sub = args.subcommand().map_err(|e| Error::usage(e.to_string()))?;
     match sub.as_deref() {
@@ -138,11 +141,16 @@ fn run(argv: Vec<OsString>) -> Result<u8> {
             let pubkey: Option<PathBuf> = opt(&mut args, "--pubkey")?;
             let bundle: PathBuf = args
                 .free_from_os_str(|s| Ok::<_, String>(PathBuf::from(s)))
-                .map_err(|_| Error::usage("dac verify needs the bundle folder: dac verify BUNDLE"))?;
+                .map_err(|_| {
+                    Error::usage("dac verify needs the bundle folder: dac verify BUNDLE")
+                })?;
             finish(args)?;
             let report = crate::verify::verify_bundle(&bundle, pubkey.as_deref())?;
             if as_json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+                );
             } else {
                 for f in &report.failures {
                     println!("FAIL {}: {}: {}", f.file, f.check, f.detail);
@@ -164,15 +172,19 @@ fn run(argv: Vec<OsString>) -> Result<u8> {
                 print!("{KEYGEN_HELP}");
                 return Ok(0);
             }
-            let private: PathBuf = opt(&mut args, "--private")?.ok_or_else(|| Error::usage("dac keygen needs --private FILE"))?;
-            let public: PathBuf = opt(&mut args, "--public")?.ok_or_else(|| Error::usage("dac keygen needs --public FILE"))?;
+            let private: PathBuf = opt(&mut args, "--private")?
+                .ok_or_else(|| Error::usage("dac keygen needs --private FILE"))?;
+            let public: PathBuf = opt(&mut args, "--public")?
+                .ok_or_else(|| Error::usage("dac keygen needs --public FILE"))?;
             finish(args)?;
             let fingerprint = crate::sign::keygen(&private, &public)?;
             println!("public key fingerprint (SHA-256): {fingerprint}");
             Ok(0)
         }
         Some("help") => {
-            let topic: Option<String> = args.opt_free_from_str().map_err(|e| Error::usage(e.to_string()))?;
+            let topic: Option<String> = args
+                .opt_free_from_str()
+                .map_err(|e| Error::usage(e.to_string()))?;
             print!(
                 "{}",
                 match topic.as_deref() {
@@ -198,14 +210,21 @@ fn run(argv: Vec<OsString>) -> Result<u8> {
             }
             if args.contains(["-h", "--help"]) || sub.is_none() {
                 print!("{HELP}");
-                return Ok(if sub.is_none() && args.finish().is_empty() { 0 } else { 2 });
+                return Ok(if sub.is_none() && args.finish().is_empty() {
+                    0
+                } else {
+                    2
+                });
             }
             Err(Error::usage("unknown option; try `dac --help`"))
         }
     }
 }
 
-fn opt<T: std::str::FromStr>(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<T>>
+fn opt<T: std::str::FromStr>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<T>>
 where
     T::Err: std::fmt::Display,
 {
@@ -220,23 +239,30 @@ fn finish(args: pico_args::Arguments) -> Result<()> {
     } else {
         Err(Error::usage(format!(
             "unexpected argument(s): {}; see --help",
-            rest.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+            rest.iter()
+                .map(|s| s.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
         )))
     }
 }
 
 /// Seconds, or a number with an s, m or h suffix.
 fn seconds(flag: &str, raw: Option<String>, default: u64) -> Result<Duration> {
-    let Some(raw) = raw else { return Ok(Duration::from_secs(default)) };
+    let Some(raw) = raw else {
+        return Ok(Duration::from_secs(default));
+    };
     let (num, unit) = match raw.chars().last() {
         Some('s') => (&raw[..raw.len() - 1], 1),
         Some('m') => (&raw[..raw.len() - 1], 60),
         Some('h') => (&raw[..raw.len() - 1], 3600),
         _ => (raw.as_str(), 1),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::usage(format!("{flag} takes seconds (e.g. 30, 90s, 5m), not {raw:?}")))?;
+    let n: f64 = num.parse().map_err(|_| {
+        Error::usage(format!(
+            "{flag} takes seconds (e.g. 30, 90s, 5m), not {raw:?}"
+        ))
+    })?;
     if !(n > 0.0 && n.is_finite()) {
         return Err(Error::usage(format!("{flag} must be more than zero")));
     }
@@ -256,7 +282,9 @@ fn collect_options(args: &mut pico_args::Arguments, argv: Vec<String>) -> Result
     let targets: Vec<String> = args
         .values_from_str("--container")
         .map_err(|e| Error::usage(format!("--container: {e}")))?;
-    let paths: Vec<String> = args.values_from_str("--path").map_err(|e| Error::usage(format!("--path: {e}")))?;
+    let paths: Vec<String> = args
+        .values_from_str("--path")
+        .map_err(|e| Error::usage(format!("--path: {e}")))?;
     let no_export = args.contains("--no-export");
     let no_save = args.contains("--no-save");
     let quiet = args.contains(["-q", "--quiet"]);
@@ -270,35 +298,59 @@ fn collect_options(args: &mut pico_args::Arguments, argv: Vec<String>) -> Result
     let sign_key: Option<PathBuf> = opt(args, "--sign-key")?;
     let record: Option<PathBuf> = opt(args, "--record")?;
     let replay: Option<PathBuf> = opt(args, "--replay")?;
-    finish(std::mem::replace(args, pico_args::Arguments::from_vec(vec![])))?;
-    let out = out.ok_or_else(|| Error::usage("dac collect needs --out DIR (a new or empty folder for the bundle)"))?;
+    finish(std::mem::replace(
+        args,
+        pico_args::Arguments::from_vec(vec![]),
+    ))?;
+    let out = out.ok_or_else(|| {
+        Error::usage("dac collect needs --out DIR (a new or empty folder for the bundle)")
+    })?;
     if !(1..=64).contains(&jobs) {
         return Err(Error::usage("--jobs must be between 1 and 64"));
     }
     if record.is_some() && replay.is_some() {
-        return Err(Error::usage("--record and --replay cannot be used together"));
+        return Err(Error::usage(
+            "--record and --replay cannot be used together",
+        ));
     }
     if replay.is_some() && (host.is_some() || context.is_some()) {
-        return Err(Error::usage("--replay reads a recording; drop -H/--context"));
+        return Err(Error::usage(
+            "--replay reads a recording; drop -H/--context",
+        ));
     }
     for p in &paths {
         if !p.starts_with('/') {
-            return Err(Error::usage(format!("--path takes an absolute path inside the container, not {p:?}")));
+            return Err(Error::usage(format!(
+                "--path takes an absolute path inside the container, not {p:?}"
+            )));
         }
     }
     if let Some(k) = &sign_key {
         if !k.is_file() {
-            return Err(Error::usage(format!("--sign-key {} is not a readable file", k.display())));
+            return Err(Error::usage(format!(
+                "--sign-key {} is not a readable file",
+                k.display()
+            )));
         }
     }
     for p in [&record, &replay].into_iter().flatten() {
         if p.starts_with(&out) || out.starts_with(p) {
-            return Err(Error::new(Kind::Usage, "the fixture folder and --out must not contain each other"));
+            return Err(Error::new(
+                Kind::Usage,
+                "the fixture folder and --out must not contain each other",
+            ));
         }
     }
     Ok(Options {
         out,
-        host: HostArgs { host, context, tlsverify, tlscacert, tlscert, tlskey },
+        host: HostArgs {
+            host,
+            context,
+            tlsverify,
+            tlscacert,
+            tlscert,
+            tlskey,
+        },
         targets,
         paths,
         no_export,
@@ -328,8 +380,14 @@ mod tests {
 
     #[test]
     fn durations_accept_units_and_refuse_nonsense() {
-        assert_eq!(seconds("x", Some("90".into()), 1).unwrap(), Duration::from_secs(90));
-        assert_eq!(seconds("x", Some("2m".into()), 1).unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            seconds("x", Some("90".into()), 1).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            seconds("x", Some("2m".into()), 1).unwrap(),
+            Duration::from_secs(120)
+        );
         assert_eq!(seconds("x", None, 7).unwrap(), Duration::from_secs(7));
         assert!(seconds("x", Some("-1".into()), 1).is_err());
         assert!(seconds("x", Some("soon".into()), 1).is_err());
@@ -348,7 +406,14 @@ mod tests {
 
     #[test]
     fn repeatable_targets_are_all_kept() {
-        let mut a = pico_args::Arguments::from_vec(args(&["--out", "/tmp/x", "--container", "a", "--container", "b"]));
+        let mut a = pico_args::Arguments::from_vec(args(&[
+            "--out",
+            "/tmp/x",
+            "--container",
+            "a",
+            "--container",
+            "b",
+        ]));
         let o = collect_options(&mut a, vec![]).unwrap();
         assert_eq!(o.targets, vec!["a", "b"]);
         assert_eq!(o.jobs, 4);

@@ -60,7 +60,11 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// The daemon's `SystemTime` in `/info` uses this form.
 pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
-    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || b.get(13) != Some(&b':') {
+    if b.len() < 20
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(13) != Some(&b':')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
@@ -110,7 +114,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_utc(1_764_688_598, 5), "2025-12-02T15:16:38.000000005Z");
+        assert_eq!(
+            format_utc(1_764_688_598, 5),
+            "2025-12-02T15:16:38.000000005Z"
+        );
         assert_eq!(format_utc(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
     }
 
@@ -119,8 +126,14 @@ mod tests {
         for secs in [0i64, 951_782_400, 1_764_688_598, 4_102_444_800] {
             assert_eq!(parse_rfc3339(&format_utc(secs, 123)), Some((secs, 123)));
         }
-        assert_eq!(parse_rfc3339("2026-11-27T13:45:14Z"), Some((1_795_787_114, 0)));
-        assert_eq!(parse_rfc3339("2026-11-27T14:45:14.5+01:00"), Some((1_795_787_114, 500_000_000)));
+        assert_eq!(
+            parse_rfc3339("2026-11-27T13:45:14Z"),
+            Some((1_795_787_114, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-27T14:45:14.5+01:00"),
+            Some((1_795_787_114, 500_000_000))
+        );
         assert_eq!(parse_rfc3339("garbage"), None);
         assert_eq!(parse_rfc3339("2026-13-27T13:45:14Z"), None);
     }

@@ -83,21 +83,37 @@ fn open_target(opts: &Options) -> Result<Target> {
     if let Some(dir) = &opts.record {
         transport.record_into(Recorder::create(dir, json!({"endpoint": endpoint.url}))?);
     }
-    Ok(Target { transport, url: endpoint.url.clone(), source: endpoint.source.clone(), plain_tcp })
+    Ok(Target {
+        transport,
+        url: endpoint.url.clone(),
+        source: endpoint.source.clone(),
+        plain_tcp,
+    })
 }
 
 /// `GET /_ping` (never versioned), as the docker CLI negotiates: min(engine max, ours).
 async fn negotiate(transport: &Transport, idle: Duration) -> Result<(Api, Value)> {
     let resp = tokio::time::timeout(idle, transport.send(Method::Get, endpoints::PING))
         .await
-        .map_err(|_| Error::new(Kind::Connect, format!("{} did not answer /_ping within {idle:?}", transport.describe)))??;
+        .map_err(|_| {
+            Error::new(
+                Kind::Connect,
+                format!(
+                    "{} did not answer /_ping within {idle:?}",
+                    transport.describe
+                ),
+            )
+        })??;
     let status = resp.status();
     let headers = resp.headers_json();
     let api_header = resp.header("api-version");
     if status != 200 {
         return Err(Error::new(
             Kind::Connect,
-            format!("{} answered /_ping with HTTP {status}; is it a Docker or Podman engine?", transport.describe),
+            format!(
+                "{} answered /_ping with HTTP {status}; is it a Docker or Podman engine?",
+                transport.describe
+            ),
         ));
     }
     let engine_max = match api_header.as_deref().and_then(endpoints::parse_version) {
@@ -110,7 +126,10 @@ async fn negotiate(transport: &Transport, idle: Duration) -> Result<(Api, Value)
             Kind::Connect,
             format!(
                 "the engine speaks API {}.{}, older than the oldest this tool supports ({}.{})",
-                version.0, version.1, endpoints::API_MIN.0, endpoints::API_MIN.1
+                version.0,
+                version.1,
+                endpoints::API_MIN.0,
+                endpoints::API_MIN.1
             ),
         ));
     }
@@ -140,9 +159,22 @@ async fn collect(opts: Options) -> Result<Outcome> {
         })
     };
     let deadline = tokio::time::Instant::now() + opts.deadline;
-    let engine = if ping_headers.get("libpod-api-version").is_some() { "podman" } else { "docker" };
-    let session = Arc::new(Session::new(target.transport, api.clone(), bundle.clone(), opts.idle, deadline, stop_rx));
-    let session_id = crate::transport::sha256_hex(format!("{start_utc}|{}|{}", target.url, std::process::id()).as_bytes());
+    let engine = if ping_headers.get("libpod-api-version").is_some() {
+        "podman"
+    } else {
+        "docker"
+    };
+    let session = Arc::new(Session::new(
+        target.transport,
+        api.clone(),
+        bundle.clone(),
+        opts.idle,
+        deadline,
+        stop_rx,
+    ));
+    let session_id = crate::transport::sha256_hex(
+        format!("{start_utc}|{}|{}", target.url, std::process::id()).as_bytes(),
+    );
 
     let mut start = Map::new();
     start.insert("tool".into(), json!("dac"));
@@ -154,33 +186,57 @@ async fn collect(opts: Options) -> Result<Outcome> {
     start.insert("api_version".into(), json!(api.version_string()));
     start.insert("engine".into(), json!(engine));
     start.insert("server".into(), ping_headers.clone());
-    start.insert("tls_peer_sha256".into(), json!(session.transport.tls_peer_sha256()));
+    start.insert(
+        "tls_peer_sha256".into(),
+        json!(session.transport.tls_peer_sha256()),
+    );
     start.insert("session_id".into(), json!(session_id));
     start.insert("clock".into(), json!({"local_utc": start_utc}));
     start.insert("targets".into(), json!(opts.targets));
     start.insert("plain_tcp".into(), json!(target.plain_tcp));
     session.log("session_start", start);
 
-    let progress = if opts.quiet { None } else { Some(tokio::spawn(progress(session.clone()))) };
+    let progress = if opts.quiet {
+        None
+    } else {
+        Some(tokio::spawn(progress(session.clone())))
+    };
 
     // 1. Events: the daemon keeps only 256, and this collection adds its own.
     let (secs, nanos) = clock::now_unix();
     let now = format!("{secs}.{nanos:09}");
     session
-        .fetch(&api.events_until(&now), bundle::TIER_EVENTS, "buffered.jsonl", Check::Raw)
+        .fetch(
+            &api.events_until(&now),
+            bundle::TIER_EVENTS,
+            "buffered.jsonl",
+            Check::Raw,
+        )
         .await;
     let (end_tx, end_rx) = tokio::sync::watch::channel(false);
     let live = {
         let s = session.clone();
         let call = api.events_live(&now);
         tokio::spawn(async move {
-            s.fetch_until(&call, bundle::TIER_EVENTS, "live.jsonl", Check::Raw, Some(end_rx)).await;
+            s.fetch_until(
+                &call,
+                bundle::TIER_EVENTS,
+                "live.jsonl",
+                Check::Raw,
+                Some(end_rx),
+            )
+            .await;
         })
     };
 
     // 2. Volatile: which containers exist now, and what runs in them.
     let list = session
-        .fetch(&api.containers(), bundle::TIER_VOLATILE, "containers.json", Check::Json)
+        .fetch(
+            &api.containers(),
+            bundle::TIER_VOLATILE,
+            "containers.json",
+            Check::Json,
+        )
         .await
         .and_then(|f| f.json)
         .unwrap_or(Value::Null);
@@ -191,39 +247,143 @@ async fn collect(opts: Options) -> Result<Outcome> {
     let mut tasks = Vec::new();
     for c in &chosen {
         let state = c.get("State").and_then(Value::as_str).unwrap_or("");
-        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = c
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let dir = name_for(&id);
         if state == "running" || state == "paused" {
-            tasks.push(spawn_fetch(&session, &small, api.container_top(&id), bundle::TIER_VOLATILE, format!("containers/{dir}/top.json"), Check::Json).await);
+            tasks.push(
+                spawn_fetch(
+                    &session,
+                    &small,
+                    api.container_top(&id),
+                    bundle::TIER_VOLATILE,
+                    format!("containers/{dir}/top.json"),
+                    Check::Json,
+                )
+                .await,
+            );
         }
         if state == "running" {
-            tasks.push(spawn_fetch(&session, &small, api.container_stats(&id), bundle::TIER_VOLATILE, format!("containers/{dir}/stats.json"), Check::Json).await);
+            tasks.push(
+                spawn_fetch(
+                    &session,
+                    &small,
+                    api.container_stats(&id),
+                    bundle::TIER_VOLATILE,
+                    format!("containers/{dir}/stats.json"),
+                    Check::Json,
+                )
+                .await,
+            );
         }
     }
     join(tasks).await;
 
     // 3. Metadata.
     let clock_before = clock::utc_now();
-    let info = session.fetch(&api.info(), bundle::TIER_METADATA, "info.json", Check::Json).await.and_then(|f| f.json);
+    let info = session
+        .fetch(&api.info(), bundle::TIER_METADATA, "info.json", Check::Json)
+        .await
+        .and_then(|f| f.json);
     let clock_after = clock::utc_now();
     let mut tasks = Vec::new();
     let mut inspects = Vec::new();
     for c in &chosen {
-        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = c
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let dir = name_for(&id);
-        inspects.push((id.clone(), spawn_fetch(&session, &small, api.container_inspect(&id), bundle::TIER_METADATA, format!("containers/{dir}/inspect.json"), Check::Json).await));
-        tasks.push(spawn_fetch(&session, &small, api.container_changes(&id), bundle::TIER_METADATA, format!("containers/{dir}/changes.json"), Check::Json).await);
+        inspects.push((
+            id.clone(),
+            spawn_fetch(
+                &session,
+                &small,
+                api.container_inspect(&id),
+                bundle::TIER_METADATA,
+                format!("containers/{dir}/inspect.json"),
+                Check::Json,
+            )
+            .await,
+        ));
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.container_changes(&id),
+                bundle::TIER_METADATA,
+                format!("containers/{dir}/changes.json"),
+                Check::Json,
+            )
+            .await,
+        );
     }
-    let version = spawn_fetch(&session, &small, api.version(), bundle::TIER_METADATA, "version.json".into(), Check::Json).await;
-    tasks.push(spawn_fetch(&session, &small, api.system_df(), bundle::TIER_METADATA, "system-df.json".into(), Check::Json).await);
-    let images_list = spawn_fetch(&session, &small, api.images(), bundle::TIER_METADATA, "images.json".into(), Check::Json).await;
-    let networks_list = spawn_fetch(&session, &small, api.networks(), bundle::TIER_METADATA, "networks.json".into(), Check::Json).await;
-    let volumes_list = spawn_fetch(&session, &small, api.volumes(), bundle::TIER_METADATA, "volumes.json".into(), Check::Json).await;
+    let version = spawn_fetch(
+        &session,
+        &small,
+        api.version(),
+        bundle::TIER_METADATA,
+        "version.json".into(),
+        Check::Json,
+    )
+    .await;
+    tasks.push(
+        spawn_fetch(
+            &session,
+            &small,
+            api.system_df(),
+            bundle::TIER_METADATA,
+            "system-df.json".into(),
+            Check::Json,
+        )
+        .await,
+    );
+    let images_list = spawn_fetch(
+        &session,
+        &small,
+        api.images(),
+        bundle::TIER_METADATA,
+        "images.json".into(),
+        Check::Json,
+    )
+    .await;
+    let networks_list = spawn_fetch(
+        &session,
+        &small,
+        api.networks(),
+        bundle::TIER_METADATA,
+        "networks.json".into(),
+        Check::Json,
+    )
+    .await;
+    let volumes_list = spawn_fetch(
+        &session,
+        &small,
+        api.volumes(),
+        bundle::TIER_METADATA,
+        "volumes.json".into(),
+        Check::Json,
+    )
+    .await;
     let plugins_list = if engine == "podman" {
         session.unavailable(&api.plugins(), "Podman's compatible API has no plugins");
         None
     } else {
-        Some(spawn_fetch(&session, &small, api.plugins(), bundle::TIER_METADATA, "plugins.json".into(), Check::Json).await)
+        Some(
+            spawn_fetch(
+                &session,
+                &small,
+                api.plugins(),
+                bundle::TIER_METADATA,
+                "plugins.json".into(),
+                Check::Json,
+            )
+            .await,
+        )
     };
     let mut inspected: BTreeMap<String, Value> = BTreeMap::new();
     for (id, task) in inspects {
@@ -249,14 +409,26 @@ async fn collect(opts: Options) -> Result<Outcome> {
         if let Some(img) = c.get("ImageID").and_then(Value::as_str) {
             image_ids.insert(img.to_string());
         }
-        if let Some(nets) = c.pointer("/NetworkSettings/Networks").and_then(Value::as_object) {
+        if let Some(nets) = c
+            .pointer("/NetworkSettings/Networks")
+            .and_then(Value::as_object)
+        {
             for n in nets.values() {
-                if let Some(id) = n.get("NetworkID").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                if let Some(id) = n
+                    .get("NetworkID")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     network_ids.insert(id.to_string());
                 }
             }
         }
-        for m in c.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+        for m in c
+            .get("Mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if m.get("Type").and_then(Value::as_str) == Some("volume") {
                 if let Some(n) = m.get("Name").and_then(Value::as_str) {
                     volume_names.insert(n.to_string());
@@ -272,7 +444,10 @@ async fn collect(opts: Options) -> Result<Outcome> {
     let mut image_sizes: BTreeMap<String, i64> = BTreeMap::new();
     for img in images_json.as_array().into_iter().flatten() {
         if let Some(id) = img.get("Id").and_then(Value::as_str) {
-            image_sizes.insert(id.to_string(), img.get("Size").and_then(Value::as_i64).unwrap_or(0));
+            image_sizes.insert(
+                id.to_string(),
+                img.get("Size").and_then(Value::as_i64).unwrap_or(0),
+            );
             if !targeted {
                 image_ids.insert(id.to_string());
             }
@@ -284,7 +459,12 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 network_ids.insert(id.to_string());
             }
         }
-        for v in volumes_json.get("Volumes").and_then(Value::as_array).into_iter().flatten() {
+        for v in volumes_json
+            .get("Volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = v.get("Name").and_then(Value::as_str) {
                 volume_names.insert(n.to_string());
             }
@@ -292,19 +472,69 @@ async fn collect(opts: Options) -> Result<Outcome> {
     }
     for id in &image_ids {
         let dir = name_for(id);
-        tasks.push(spawn_fetch(&session, &small, api.image_inspect(id), bundle::TIER_METADATA, format!("images/{dir}/inspect.json"), Check::Json).await);
-        tasks.push(spawn_fetch(&session, &small, api.image_history(id), bundle::TIER_METADATA, format!("images/{dir}/history.json"), Check::Json).await);
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.image_inspect(id),
+                bundle::TIER_METADATA,
+                format!("images/{dir}/inspect.json"),
+                Check::Json,
+            )
+            .await,
+        );
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.image_history(id),
+                bundle::TIER_METADATA,
+                format!("images/{dir}/history.json"),
+                Check::Json,
+            )
+            .await,
+        );
     }
     for id in &network_ids {
-        tasks.push(spawn_fetch(&session, &small, api.network_inspect(id), bundle::TIER_METADATA, format!("networks/{}.json", name_for(id)), Check::Json).await);
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.network_inspect(id),
+                bundle::TIER_METADATA,
+                format!("networks/{}.json", name_for(id)),
+                Check::Json,
+            )
+            .await,
+        );
     }
     for name in &volume_names {
-        tasks.push(spawn_fetch(&session, &small, api.volume_inspect(name), bundle::TIER_METADATA, format!("volumes/{}.json", name_for(name)), Check::Json).await);
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.volume_inspect(name),
+                bundle::TIER_METADATA,
+                format!("volumes/{}.json", name_for(name)),
+                Check::Json,
+            )
+            .await,
+        );
     }
     if !targeted {
         for p in plugins_json.as_array().into_iter().flatten() {
             if let Some(name) = p.get("Name").and_then(Value::as_str) {
-                tasks.push(spawn_fetch(&session, &small, api.plugin_inspect(name), bundle::TIER_METADATA, format!("plugins/{}.json", name_for(name)), Check::Json).await);
+                tasks.push(
+                    spawn_fetch(
+                        &session,
+                        &small,
+                        api.plugin_inspect(name),
+                        bundle::TIER_METADATA,
+                        format!("plugins/{}.json", name_for(name)),
+                        Check::Json,
+                    )
+                    .await,
+                );
             }
         }
     }
@@ -314,9 +544,29 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if manager {
-        tasks.push(spawn_fetch(&session, &small, api.swarm(), bundle::TIER_METADATA, "swarm/swarm.json".into(), Check::Json).await);
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.swarm(),
+                bundle::TIER_METADATA,
+                "swarm/swarm.json".into(),
+                Check::Json,
+            )
+            .await,
+        );
         for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
-            tasks.push(spawn_fetch(&session, &small, api.swarm_list(kind), bundle::TIER_METADATA, format!("swarm/{kind}.json"), Check::Json).await);
+            tasks.push(
+                spawn_fetch(
+                    &session,
+                    &small,
+                    api.swarm_list(kind),
+                    bundle::TIER_METADATA,
+                    format!("swarm/{kind}.json"),
+                    Check::Json,
+                )
+                .await,
+            );
         }
     } else {
         let mut f = Map::new();
@@ -328,27 +578,69 @@ async fn collect(opts: Options) -> Result<Outcome> {
     // 4. Logs, framed as the container's own Config.Tty says.
     let mut tasks = Vec::new();
     for c in &chosen {
-        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
-        let check = match inspected.get(&id).and_then(|v| v.pointer("/Config/Tty")).and_then(Value::as_bool) {
+        let id = c
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let check = match inspected
+            .get(&id)
+            .and_then(|v| v.pointer("/Config/Tty"))
+            .and_then(Value::as_bool)
+        {
             Some(tty) => Check::Logs { tty },
             None => Check::Raw,
         };
-        tasks.push(spawn_fetch(&session, &small, api.container_logs(&id), bundle::TIER_LOGS, format!("containers/{}/logs.raw", name_for(&id)), check).await);
+        tasks.push(
+            spawn_fetch(
+                &session,
+                &small,
+                api.container_logs(&id),
+                bundle::TIER_LOGS,
+                format!("containers/{}/logs.raw", name_for(&id)),
+                check,
+            )
+            .await,
+        );
     }
     join(tasks).await;
 
     // 5-6. Filesystems, then images, largest saves first; each tar parsed to its end.
     let mut tasks = Vec::new();
     for c in &chosen {
-        let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = c
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let dir = name_for(&id);
         if !opts.no_export {
-            tasks.push(spawn_fetch(&session, &big, api.container_export(&id), bundle::TIER_FILESYSTEM, format!("containers/{dir}/export.tar"), Check::Tar).await);
+            tasks.push(
+                spawn_fetch(
+                    &session,
+                    &big,
+                    api.container_export(&id),
+                    bundle::TIER_FILESYSTEM,
+                    format!("containers/{dir}/export.tar"),
+                    Check::Tar,
+                )
+                .await,
+            );
         }
         for p in &opts.paths {
             let call = api.container_archive(&id, p);
             let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
-            tasks.push(spawn_fetch(&session, &big, call, bundle::TIER_FILESYSTEM, file, Check::Tar).await);
+            tasks.push(
+                spawn_fetch(
+                    &session,
+                    &big,
+                    call,
+                    bundle::TIER_FILESYSTEM,
+                    file,
+                    Check::Tar,
+                )
+                .await,
+            );
         }
     }
     if !opts.no_save {
@@ -387,14 +679,25 @@ async fn collect(opts: Options) -> Result<Outcome> {
     }
     if session.deadline_hit() {
         let mut f = Map::new();
-        f.insert("detail".into(), json!(format!("the overall deadline of {:?} passed", opts.deadline)));
+        f.insert(
+            "detail".into(),
+            json!(format!(
+                "the overall deadline of {:?} passed",
+                opts.deadline
+            )),
+        );
         session.log("note", f);
     }
     if let Some(dir) = &opts.record {
         if let Some(rec) = session.transport.recorder() {
             rec.set_engine(json!({"engine": engine, "api_version": api.version_string(), "version": version_json, "ping": ping_headers, "recorded_at": start_utc}));
+            // hyper drops each connection in its own task; wait for them to close.
+            rec.settle(Duration::from_secs(5)).await;
             if let Err(e) = rec.finish() {
-                eprintln!("dac: could not finish the recording in {}: {e}", dir.display());
+                eprintln!(
+                    "dac: could not finish the recording in {}: {e}",
+                    dir.display()
+                );
             }
         }
     }
@@ -439,7 +742,14 @@ async fn collect(opts: Options) -> Result<Outcome> {
         sign_key: opts.sign_key.clone(),
     };
     let sealed = tokio::task::block_in_place(|| {
-        bundle.seal(&bag, state, &[("environment.json", environment), ("clock.json", clock_json)])
+        bundle.seal(
+            &bag,
+            state,
+            &[
+                ("environment.json", environment),
+                ("clock.json", clock_json),
+            ],
+        )
     })?;
     if !opts.quiet {
         eprintln!(
@@ -451,16 +761,31 @@ async fn collect(opts: Options) -> Result<Outcome> {
             sealed.tagmanifest_sha256
         );
         if errors > 0 {
-            eprintln!("dac: every error is recorded in {}/{}", opts.out.display(), bundle::LOG_PATH);
+            eprintln!(
+                "dac: every error is recorded in {}/{}",
+                opts.out.display(),
+                bundle::LOG_PATH
+            );
         }
     }
-    Ok(Outcome { artifacts, errors, complete })
+    Ok(Outcome {
+        artifacts,
+        errors,
+        complete,
+    })
 }
 
 /// Daemon clock minus local clock, from `/info` SystemTime against the local midpoint.
 fn skew(before: &str, after: &str, info: Option<&Value>) -> Value {
-    let daemon = info.and_then(|i| i.get("SystemTime")).and_then(Value::as_str).and_then(clock::parse_rfc3339);
-    match (clock::parse_rfc3339(before), clock::parse_rfc3339(after), daemon) {
+    let daemon = info
+        .and_then(|i| i.get("SystemTime"))
+        .and_then(Value::as_str)
+        .and_then(clock::parse_rfc3339);
+    match (
+        clock::parse_rfc3339(before),
+        clock::parse_rfc3339(after),
+        daemon,
+    ) {
         (Some(b), Some(a), Some(d)) => {
             let f = |(s, n): (i64, u32)| s as f64 + n as f64 / 1e9;
             json!(f(d) - (f(b) + f(a)) / 2.0)
@@ -482,33 +807,59 @@ fn select(session: &Session, all: &[Value], targets: &[String]) -> Vec<Value> {
         let by_name: Vec<&Value> = all
             .iter()
             .filter(|c| {
-                c.get("Names")
-                    .and_then(Value::as_array)
-                    .is_some_and(|n| n.iter().any(|x| x.as_str().map(|s| s.trim_start_matches('/')) == Some(bare)))
+                c.get("Names").and_then(Value::as_array).is_some_and(|n| {
+                    n.iter()
+                        .any(|x| x.as_str().map(|s| s.trim_start_matches('/')) == Some(bare))
+                })
             })
             .collect();
         let by_id: Vec<&Value> = all
             .iter()
-            .filter(|c| c.get("Id").and_then(Value::as_str).is_some_and(|id| !bare.is_empty() && id.starts_with(bare)))
+            .filter(|c| {
+                c.get("Id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| !bare.is_empty() && id.starts_with(bare))
+            })
             .collect();
-        let found = if let Some(exact) = all.iter().find(|c| c.get("Id").and_then(Value::as_str) == Some(bare)) {
+        let found = if let Some(exact) = all
+            .iter()
+            .find(|c| c.get("Id").and_then(Value::as_str) == Some(bare))
+        {
             vec![exact]
         } else if !by_name.is_empty() {
             by_name
         } else {
             by_id
         };
-        let call = Call { template: "/containers/json", object: t.clone(), path: String::new() };
+        let call = Call {
+            template: "/containers/json",
+            object: t.clone(),
+            path: String::new(),
+        };
         match found.len() {
-            0 => session.error(&call, &Error::usage(format!("no container matches {t:?}")), 0, None),
+            0 => session.error(
+                &call,
+                &Error::usage(format!("no container matches {t:?}")),
+                0,
+                None,
+            ),
             1 => {
                 let c = found[0];
-                let id = c.get("Id").and_then(Value::as_str).unwrap_or("").to_string();
+                let id = c
+                    .get("Id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 if seen.insert(id) {
                     out.push(c.clone());
                 }
             }
-            n => session.error(&call, &Error::usage(format!("{t:?} matches {n} containers; give more of the ID")), 0, None),
+            n => session.error(
+                &call,
+                &Error::usage(format!("{t:?} matches {n} containers; give more of the ID")),
+                0,
+                None,
+            ),
         }
     }
     out
@@ -544,7 +895,9 @@ async fn join(tasks: Vec<Task>) {
 async fn image_check(session: &Arc<Session>, call: &Call, path: &str, id: &str) {
     let full = session.bundle.root().join(path);
     let expected = id.to_string();
-    let result = tokio::task::spawn_blocking(move || crate::image_check::check_file(&full, Some(&expected))).await;
+    let result =
+        tokio::task::spawn_blocking(move || crate::image_check::check_file(&full, Some(&expected)))
+            .await;
     let mut f = Map::new();
     f.insert("endpoint".into(), json!(call.template));
     f.insert("object".into(), json!(call.object));
@@ -555,12 +908,20 @@ async fn image_check(session: &Arc<Session>, call: &Call, path: &str, id: &str) 
             f.insert("image_check".into(), report.to_json());
             session.log("image_check", f);
             if !ok {
-                let detail = format!("saved image fails its own digests: {}", report.failures.join("; "));
+                let detail = format!(
+                    "saved image fails its own digests: {}",
+                    report.failures.join("; ")
+                );
                 session.error(call, &Error::new(Kind::Integrity, detail), 0, Some(path));
             }
         }
         Ok(Err(e)) => session.error(call, &e, 0, Some(path)),
-        Err(e) => session.error(call, &Error::new(Kind::Integrity, format!("image check stopped: {e}")), 0, Some(path)),
+        Err(e) => session.error(
+            call,
+            &Error::new(Kind::Integrity, format!("image check stopped: {e}")),
+            0,
+            Some(path),
+        ),
     }
 }
 

@@ -72,11 +72,19 @@ impl Api {
     }
     /// Buffered events up to `until` (unix seconds with nanoseconds), then the stream closes.
     pub fn events_until(&self, until: &str) -> Call {
-        self.call("/events", "buffered", format!("/events?since=0&until={}", encode(until)))
+        self.call(
+            "/events",
+            "buffered",
+            format!("/events?since=0&until={}", encode(until)),
+        )
     }
     /// The live stream from `since` on; it stays open until the session closes it.
     pub fn events_live(&self, since: &str) -> Call {
-        self.call("/events", "live", format!("/events?since={}", encode(since)))
+        self.call(
+            "/events",
+            "live",
+            format!("/events?since={}", encode(since)),
+        )
     }
 
     // Containers (table 1-2)
@@ -90,7 +98,11 @@ impl Api {
         self.on("/containers/{id}/top", "containers", id, "/top")
     }
     pub fn container_stats(&self, id: &str) -> Call {
-        let q = if self.at_least((1, 41)) { "/stats?stream=false&one-shot=true" } else { "/stats?stream=false" };
+        let q = if self.at_least((1, 41)) {
+            "/stats?stream=false&one-shot=true"
+        } else {
+            "/stats?stream=false"
+        };
         self.on("/containers/{id}/stats", "containers", id, q)
     }
     pub fn container_changes(&self, id: &str) -> Call {
@@ -190,7 +202,10 @@ mod tests {
             Api { version: (1, 41) }.container_stats("a").path,
             "/v1.41/containers/a/stats?stream=false&one-shot=true"
         );
-        assert!(!Api { version: (1, 40) }.container_stats("a").path.contains("one-shot"));
+        assert!(!Api { version: (1, 40) }
+            .container_stats("a")
+            .path
+            .contains("one-shot"));
     }
 
     #[test]
@@ -204,6 +219,9 @@ mod tests {
     #[test]
     fn archive_paths_are_query_encoded() {
         let c = Api { version: (1, 41) }.container_archive("abc", "/etc/pass wd&x");
-        assert_eq!(c.path, "/v1.41/containers/abc/archive?path=%2Fetc%2Fpass%20wd%26x");
+        assert_eq!(
+            c.path,
+            "/v1.41/containers/abc/archive?path=%2Fetc%2Fpass%20wd%26x"
+        );
     }
 }

@@ -390,6 +390,19 @@ fn normalize_query(query: &str, ignore: &[String]) -> Vec<String> {
     items
 }
 
+/// The ignored keys a query carries, sorted and deduplicated.
+fn present_keys(query: &str, ignore: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = query
+        .split('&')
+        .map(|item| item.split_once('=').map_or(item, |(k, _)| k))
+        .filter(|key| ignore.iter().any(|i| i == key))
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 fn head_end(buf: &[u8]) -> Option<usize> {
     let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
@@ -858,6 +871,8 @@ struct Entry {
     method: String,
     ignore: Vec<String>,
     query: Vec<String>,
+    /// Which ignored keys the recorded request carried.
+    present: Vec<String>,
     layout: Layout,
 }
 
@@ -868,8 +883,8 @@ pub struct Replay {
     entries: Vec<Entry>,
     /// "METHOD path" -> indexes into `entries`, in recording order.
     index: HashMap<String, Vec<usize>>,
-    /// How often each group of identical recordings was served.
-    served: Mutex<HashMap<usize, usize>>,
+    /// How often each group of matching recordings was served, keyed by the group.
+    served: Mutex<HashMap<Vec<usize>, usize>>,
 }
 
 impl std::fmt::Debug for Replay {
@@ -1084,7 +1099,9 @@ impl Replay {
     /// An in-memory connection served by a task on the current tokio runtime: it
     /// reads one request head, and answers with the recorded response bytes of the
     /// matching exchange, then closes. Matching is on method, path, and query as a
-    /// multiset of `key=value` items without the exchange's ignored keys. Identical
+    /// multiset of `key=value` items without the exchange's ignored keys; among several
+    /// matches, those whose request carried the same ignored keys are preferred (a
+    /// bounded `since&until` events query versus a live `since` one). Identical
     /// requests may come any number of times: the k-th gets the k-th recording of that
     /// request, the last one once they are used up. Anything but GET or HEAD, a
     /// malformed request and a request without recording get `599 Replay Miss` with
@@ -1131,10 +1148,19 @@ impl Replay {
                 e.method == method && normalize_query(query, &e.ignore) == e.query
             })
             .collect();
-        let first = *matches.first()?;
+        // A historical `/events?since=..&until=..` and a live `/events?since=..` match
+        // each other once the timestamps are dropped; the one whose ignored keys are
+        // the same is the better answer.
+        let present = |i: &usize| {
+            let e = &self.entries[*i];
+            e.present == present_keys(query, &e.ignore)
+        };
+        let same: Vec<usize> = matches.iter().copied().filter(present).collect();
+        let matches = if same.is_empty() { matches } else { same };
+        let last = matches.len().checked_sub(1)?;
         let mut served = lock(&self.served);
-        let k = served.entry(first).or_insert(0);
-        let pick = matches[(*k).min(matches.len() - 1)];
+        let k = served.entry(matches.clone()).or_insert(0);
+        let pick = matches[(*k).min(last)];
         *k += 1;
         Some(pick)
     }
@@ -1469,6 +1495,7 @@ fn load_exchange(
         Entry {
             method: method.to_string(),
             query: normalize_query(query, &ignore),
+            present: present_keys(query, &ignore),
             ignore,
             layout,
         },
@@ -1882,6 +1909,38 @@ mod tests {
             )
             .await;
             assert_eq!(a.status, MISS_STATUS);
+        });
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn historical_and_live_events_are_told_apart() {
+        let dir = tmp("events-kinds");
+        let rec = Recorder::create(&dir, json!({})).unwrap();
+        let hist = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhist".to_vec();
+        let live = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlive".to_vec();
+        rt().block_on(async {
+            for (t, a) in [
+                ("/v1.47/events?since=1&until=2", &hist),
+                ("/v1.47/events?since=2", &live),
+            ] {
+                let (client, server) = tokio::io::duplex(1024);
+                let key: &'static str = Box::leak(format!("GET {t}").into_boxed_str());
+                tokio::spawn(fake_engine(server, vec![(key, a.clone())]));
+                hyper_get(rec.wrap(Box::new(client)), "GET", t).await;
+            }
+            rec.settle(Duration::from_secs(5)).await;
+        });
+        rec.finish().unwrap();
+        let replay = Replay::load(&dir).unwrap();
+        rt().block_on(async {
+            let t = "/v1.47/events?since=50";
+            assert_eq!(raw(replay.connect(), "GET", t).await, live);
+            let t = "/v1.47/events?since=40&until=50";
+            assert_eq!(raw(replay.connect(), "GET", t).await, hist);
+            // Neither shape recorded: still served (by the match rule), first recording.
+            let t = "/v1.47/events?until=50";
+            assert_eq!(raw(replay.connect(), "GET", t).await, hist);
         });
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -137,10 +137,7 @@ impl Demux {
             }
         };
         if h[1] != 0 || h[2] != 0 || h[3] != 0 {
-            return Err(self.fail(format!(
-                "nonzero padding in frame header {}",
-                hex_bytes(&h)
-            )));
+            return Err(self.fail(format!("nonzero padding in frame header {}", hex_bytes(&h))));
         }
         self.stream = stream;
         self.frame_size = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
@@ -205,7 +202,9 @@ mod tests {
     }
 
     /// Collects the output, merging consecutive pieces of the same stream.
-    fn run(chunks: &[&[u8]]) -> (Vec<(Stream, Vec<u8>)>, Result<(), DemuxError>, u64) {
+    type Output = Vec<(Stream, Vec<u8>)>;
+
+    fn run(chunks: &[&[u8]]) -> (Output, Result<(), DemuxError>, u64) {
         let mut d = Demux::new();
         let mut out: Vec<(Stream, Vec<u8>)> = Vec::new();
         for c in chunks {
@@ -357,7 +356,10 @@ mod tests {
         assert_eq!(off, 20);
         assert_eq!(
             out,
-            vec![(Stream::Stderr, b"zz".to_vec()), (Stream::Stdout, b"ab".to_vec())]
+            vec![
+                (Stream::Stderr, b"zz".to_vec()),
+                (Stream::Stdout, b"ab".to_vec())
+            ]
         );
     }
 
@@ -365,8 +367,10 @@ mod tests {
     fn large_declared_size_streams_without_buffering() {
         let mut d = Demux::new();
         let mut got = 0usize;
-        d.push(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], &mut |_, p| got += p.len())
-            .unwrap();
+        d.push(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], &mut |_, p| {
+            got += p.len()
+        })
+        .unwrap();
         let chunk = vec![0u8; 65536];
         for _ in 0..4 {
             d.push(&chunk, &mut |_, p| got += p.len()).unwrap();
@@ -374,5 +378,29 @@ mod tests {
         assert_eq!(got, 4 * 65536);
         assert!(d.finish().is_err());
         assert_eq!(d.offset(), 8 + 4 * 65536);
+    }
+
+    /// Real bodies of `GET /containers/{id}/logs`: DAC_LOG_RAW=path[:path...].
+    #[test]
+    fn real_logs_from_environment() {
+        let Ok(list) = std::env::var("DAC_LOG_RAW") else {
+            println!("DAC_LOG_RAW not set; skipping real log bodies");
+            return;
+        };
+        for p in list.split(':').filter(|p| !p.is_empty()) {
+            let data = std::fs::read(p).unwrap();
+            let mut d = Demux::new();
+            let (mut out, mut err) = (0usize, 0usize);
+            for c in data.chunks(4093) {
+                d.push(c, &mut |s, b| match s {
+                    Stream::Stderr => err += b.len(),
+                    _ => out += b.len(),
+                })
+                .unwrap();
+            }
+            d.finish().unwrap();
+            println!("{p}: {} bytes, stdout {out}, stderr {err}", d.offset());
+            assert_eq!(d.offset(), data.len() as u64);
+        }
     }
 }

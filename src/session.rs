@@ -199,14 +199,23 @@ impl Session {
         let send = tokio::time::timeout(self.idle, self.transport.send(method, path));
         match race(send, self.deadline, &mut stop, None).await {
             Race::Value(Ok(r)) => r,
-            Race::Value(Err(_)) => Err(Error::new(Kind::Timeout, format!("no response within {:?} (idle timeout)", self.idle))),
+            Race::Value(Err(_)) => Err(Error::new(
+                Kind::Timeout,
+                format!("no response within {:?} (idle timeout)", self.idle),
+            )),
             Race::Deadline => {
                 self.deadline_hit.store(true, Ordering::Relaxed);
-                Err(Error::new(Kind::Deadline, "the overall deadline passed before the engine answered"))
+                Err(Error::new(
+                    Kind::Deadline,
+                    "the overall deadline passed before the engine answered",
+                ))
             }
             Race::Stop | Race::End => {
                 self.interrupted.store(true, Ordering::Relaxed);
-                Err(Error::new(Kind::Interrupted, "interrupted before the engine answered"))
+                Err(Error::new(
+                    Kind::Interrupted,
+                    "interrupted before the engine answered",
+                ))
             }
         }
     }
@@ -233,7 +242,11 @@ impl Session {
         let start = clock::utc_now();
         let start_mono = self.bundle.mono_ns();
         self.meter.active.fetch_add(1, Ordering::Relaxed);
-        let out = self.fetch_inner(call, tier, rel, check, start, start_mono, end).await;
+        let when = Started {
+            utc: start,
+            mono_ns: start_mono,
+        };
+        let out = self.fetch_inner(call, tier, rel, check, when, end).await;
         self.meter.active.fetch_sub(1, Ordering::Relaxed);
         out
     }
@@ -244,10 +257,13 @@ impl Session {
         tier: &str,
         rel: &str,
         check: Check,
-        start: String,
-        start_mono: u64,
+        when: Started,
         end: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Option<Fetched> {
+        let Started {
+            utc: start,
+            mono_ns: start_mono,
+        } = when;
         let live = end.is_some();
         let mut end = end.unwrap_or_else(|| tokio::sync::watch::channel(false).1);
         let resp = match self.head(Method::Get, &call.path).await {
@@ -262,7 +278,8 @@ impl Session {
         let mut body = resp.into_body();
         if !(200..300).contains(&status) {
             let detail = self.error_body(&mut body).await;
-            let err = Error::new(Kind::Http, format!("HTTP {status}: {detail}")).with_status(status);
+            let err =
+                Error::new(Kind::Http, format!("HTTP {status}: {detail}")).with_status(status);
             self.error(call, &err, 0, None);
             return None;
         }
@@ -277,14 +294,29 @@ impl Session {
         let mut failure: Option<Error> = None;
         let mut stop = self.stop.clone();
         loop {
-            let idle = if live { Duration::from_secs(365 * 86_400) } else { self.idle };
+            let idle = if live {
+                Duration::from_secs(365 * 86_400)
+            } else {
+                self.idle
+            };
             let frame = tokio::time::timeout(idle, body.frame());
-            let next = match race(frame, self.deadline, &mut stop, if live { Some(&mut end) } else { None }).await {
+            let next = match race(
+                frame,
+                self.deadline,
+                &mut stop,
+                if live { Some(&mut end) } else { None },
+            )
+            .await
+            {
                 Race::End => break,
                 Race::Value(Ok(f)) => Ok(f),
                 Race::Value(Err(_)) => Err(Error::new(
                     Kind::Timeout,
-                    format!("no data for {:?} (idle timeout) after {} bytes", self.idle, payload.bytes()),
+                    format!(
+                        "no data for {:?} (idle timeout) after {} bytes",
+                        self.idle,
+                        payload.bytes()
+                    ),
                 )),
                 Race::Deadline => {
                     self.deadline_hit.store(true, Ordering::Relaxed);
@@ -304,7 +336,9 @@ impl Session {
                             failure = Some(e);
                             break;
                         }
-                        self.meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        self.meter
+                            .bytes
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
                         if let Err(e) = state.push(&data, offset, self) {
                             if failure.is_none() {
                                 failure = Some(e);
@@ -313,8 +347,15 @@ impl Session {
                     }
                 }
                 Ok(Some(Err(e))) => {
-                    let kind = if e.is_parse() { Kind::Protocol } else { Kind::Truncated };
-                    failure = Some(Error::new(kind, format!("the body broke off after {} bytes: {e}", payload.bytes())));
+                    let kind = if e.is_parse() {
+                        Kind::Protocol
+                    } else {
+                        Kind::Truncated
+                    };
+                    failure = Some(Error::new(
+                        kind,
+                        format!("the body broke off after {} bytes: {e}", payload.bytes()),
+                    ));
                     break;
                 }
                 Err(e) => {
@@ -384,17 +425,26 @@ impl Session {
             self.error(call, e, received, Some(&written.path));
         }
         let json = match (&check, json_bytes) {
-            (Check::Json, Some(bytes)) if complete => match serde_json::from_slice::<Value>(&bytes) {
+            (Check::Json, Some(bytes)) if complete => match serde_json::from_slice::<Value>(&bytes)
+            {
                 Ok(v) => Some(v),
                 Err(e) => {
                     let err = Error::protocol(format!("the answer is not valid JSON: {e}"));
                     self.error(call, &err, e.column() as u64, Some(&written.path));
-                    return Some(Fetched { written, json: None, complete: false });
+                    return Some(Fetched {
+                        written,
+                        json: None,
+                        complete: false,
+                    });
                 }
             },
             _ => None,
         };
-        Some(Fetched { written, json, complete })
+        Some(Fetched {
+            written,
+            json,
+            complete,
+        })
     }
 
     fn cut(&self, why: Cut) -> Error {
@@ -437,12 +487,27 @@ fn decode_path_stat(raw: &str) -> Value {
     json!({ "raw": raw, "decoded": decoded })
 }
 
+/// When a request started, on both clocks.
+struct Started {
+    utc: String,
+    mono_ns: u64,
+}
+
+/// Extra artifact fields, the JSON bytes to parse, and the derived files written.
+type Finished = (Vec<(String, Value)>, Option<Vec<u8>>, Vec<(Written, bool)>);
+
 /// Per-kind work done on the bytes while they stream.
+#[allow(clippy::large_enum_variant)] // one per request, never in a collection
 enum Processor {
     Raw,
     Json(Vec<u8>, bool),
     Tar(TarWalker),
-    Logs { demux: Option<Demux>, out: Option<Payload>, err: Option<Payload>, daemon_errors: Vec<String> },
+    Logs {
+        demux: Option<Demux>,
+        out: Option<Payload>,
+        err: Option<Payload>,
+        daemon_errors: Vec<String>,
+    },
 }
 
 impl Processor {
@@ -453,11 +518,20 @@ impl Processor {
             Check::Tar => Processor::Tar(TarWalker::new()),
             Check::Logs { tty } => {
                 if *tty {
-                    Processor::Logs { demux: None, out: None, err: None, daemon_errors: Vec::new() }
+                    Processor::Logs {
+                        demux: None,
+                        out: None,
+                        err: None,
+                        daemon_errors: Vec::new(),
+                    }
                 } else {
                     let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                     let sibling = |name: &str| {
-                        let p = if dir.is_empty() { format!("{tier}/{name}") } else { format!("{tier}/{dir}/{name}") };
+                        let p = if dir.is_empty() {
+                            format!("{tier}/{name}")
+                        } else {
+                            format!("{tier}/{dir}/{name}")
+                        };
                         bundle.payload(&p).ok()
                     };
                     Processor::Logs {
@@ -484,10 +558,18 @@ impl Processor {
                 }
                 Ok(())
             }
-            Processor::Tar(walker) => walker
-                .push(data)
-                .map_err(|e| Error::protocol(format!("not a valid tar at byte {}: {}", e.offset, e.detail))),
-            Processor::Logs { demux: Some(demux), out, err, daemon_errors } => {
+            Processor::Tar(walker) => walker.push(data).map_err(|e| {
+                Error::protocol(format!(
+                    "not a valid tar at byte {}: {}",
+                    e.offset, e.detail
+                ))
+            }),
+            Processor::Logs {
+                demux: Some(demux),
+                out,
+                err,
+                daemon_errors,
+            } => {
                 let mut write_err: Option<String> = None;
                 let r = demux.push(data, &mut |stream, bytes| {
                     let target = match stream {
@@ -495,7 +577,8 @@ impl Processor {
                         Stream::Stderr => err.as_mut(),
                         Stream::SystemErr => {
                             if daemon_errors.len() < 16 {
-                                daemon_errors.push(String::from_utf8_lossy(bytes).trim().to_string());
+                                daemon_errors
+                                    .push(String::from_utf8_lossy(bytes).trim().to_string());
                             }
                             None
                         }
@@ -508,7 +591,10 @@ impl Processor {
                 });
                 let _ = offset;
                 if let Err(e) = r {
-                    return Err(Error::protocol(format!("bad log frame at byte {}: {}", e.offset, e.detail)));
+                    return Err(Error::protocol(format!(
+                        "bad log frame at byte {}: {}",
+                        e.offset, e.detail
+                    )));
                 }
                 match write_err {
                     Some(m) => Err(Error::new(Kind::Io, m)),
@@ -521,18 +607,33 @@ impl Processor {
 
     fn finish_check(&self) -> Result<()> {
         match self {
-            Processor::Tar(walker) => walker
-                .finish()
-                .map(|_| ())
-                .map_err(|e| Error::protocol(format!("not a complete tar at byte {}: {}", e.offset, e.detail))),
-            Processor::Logs { demux: Some(demux), daemon_errors, .. } => {
-                demux
-                    .finish()
-                    .map_err(|e| Error::new(Kind::Truncated, format!("log stream ends inside a frame at byte {}: {}", e.offset, e.detail)))?;
+            Processor::Tar(walker) => walker.finish().map(|_| ()).map_err(|e| {
+                Error::protocol(format!(
+                    "not a complete tar at byte {}: {}",
+                    e.offset, e.detail
+                ))
+            }),
+            Processor::Logs {
+                demux: Some(demux),
+                daemon_errors,
+                ..
+            } => {
+                demux.finish().map_err(|e| {
+                    Error::new(
+                        Kind::Truncated,
+                        format!(
+                            "log stream ends inside a frame at byte {}: {}",
+                            e.offset, e.detail
+                        ),
+                    )
+                })?;
                 if daemon_errors.is_empty() {
                     Ok(())
                 } else {
-                    Err(Error::protocol(format!("the daemon reported an error inside the log stream: {}", daemon_errors.join(" | "))))
+                    Err(Error::protocol(format!(
+                        "the daemon reported an error inside the log stream: {}",
+                        daemon_errors.join(" | ")
+                    )))
                 }
             }
             Processor::Json(_, true) => Ok(()),
@@ -541,31 +642,48 @@ impl Processor {
     }
 
     /// Extra artifact fields, the JSON bytes to parse, and the derived files written.
-    fn finish(self, _session: &Session) -> (Vec<(String, Value)>, Option<Vec<u8>>, Vec<(Written, bool)>) {
+    fn finish(self, _session: &Session) -> Finished {
         match self {
             Processor::Raw => (vec![], None, vec![]),
             Processor::Json(buf, over) => {
                 if over {
-                    (vec![("json".into(), json!("too large to parse; kept unparsed"))], None, vec![])
+                    (
+                        vec![("json".into(), json!("too large to parse; kept unparsed"))],
+                        None,
+                        vec![],
+                    )
                 } else {
                     (vec![], Some(buf), vec![])
                 }
             }
             Processor::Tar(walker) => match walker.finish() {
                 Ok(s) => (
-                    vec![("tar".into(), json!({"entries": s.entries, "end_offset": s.end_offset, "trailing_zero_bytes": s.trailing_zero_bytes}))],
+                    vec![(
+                        "tar".into(),
+                        json!({"entries": s.entries, "end_offset": s.end_offset, "trailing_zero_bytes": s.trailing_zero_bytes}),
+                    )],
                     None,
                     vec![],
                 ),
-                Err(e) => (vec![("tar".into(), json!({"error": e.detail, "offset": e.offset}))], None, vec![]),
+                Err(e) => (
+                    vec![("tar".into(), json!({"error": e.detail, "offset": e.offset}))],
+                    None,
+                    vec![],
+                ),
             },
-            Processor::Logs { demux, out, err, .. } => {
+            Processor::Logs {
+                demux, out, err, ..
+            } => {
                 let mut derived = Vec::new();
                 for p in [out, err].into_iter().flatten() {
                     let (w, e) = p.finish();
                     derived.push((w, e.is_none()));
                 }
-                let framing = if demux.is_some() { "multiplexed" } else { "tty" };
+                let framing = if demux.is_some() {
+                    "multiplexed"
+                } else {
+                    "tty"
+                };
                 (vec![("log_framing".into(), json!(framing))], None, derived)
             }
         }

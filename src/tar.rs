@@ -884,7 +884,7 @@ pub(crate) mod testutil {
     }
 
     fn pad(out: &mut Vec<u8>) {
-        while out.len() % 512 != 0 {
+        while !out.len().is_multiple_of(512) {
             out.push(0);
         }
     }
@@ -1109,7 +1109,10 @@ mod tests {
         t.truncate(t.len() - 512);
         let e = walk_all_ways(&t).unwrap_err();
         assert!(e.detail.contains("single zero block"), "{}", e.detail);
-        assert!(index("one-zero", &t).unwrap_err().detail.contains("single zero"));
+        assert!(index("one-zero", &t)
+            .unwrap_err()
+            .detail
+            .contains("single zero"));
         // A lone zero block between entries.
         let mut u = TarBuilder::new().file("a", b"1").out.clone();
         u.extend_from_slice(&[0u8; 512]);
@@ -1129,7 +1132,10 @@ mod tests {
         assert_eq!(index("cksum", &t).unwrap_err().offset, 512);
         let mut t = sample();
         t[148] = b'9';
-        assert!(walk_all_ways(&t).unwrap_err().detail.contains("checksum field"));
+        assert!(walk_all_ways(&t)
+            .unwrap_err()
+            .detail
+            .contains("checksum field"));
     }
 
     #[test]
@@ -1166,7 +1172,9 @@ mod tests {
         let e = index("bigsize", &t).unwrap_err();
         assert!(e.detail.contains("needs 4096 data bytes"), "{}", e.detail);
         // Maximum base-256 value: no overflow anywhere.
-        h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        h[124..136].copy_from_slice(&[
+            0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]);
         set_checksum(&mut h);
         t[..512].copy_from_slice(&h);
         assert!(walk(&t, 512).is_err());
@@ -1192,7 +1200,17 @@ mod tests {
         let t = sample();
         let idx = index("sample", &t).unwrap();
         let names: Vec<_> = idx.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["etc/", "etc/hostname", "etc/link", "etc/hard", "big", "empty"]);
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/hostname",
+                "etc/link",
+                "etc/hard",
+                "big",
+                "empty"
+            ]
+        );
         assert_eq!(idx[1].size, 4);
         assert_eq!(idx[1].data_offset, 1024);
         assert_eq!(&t[1024..1028], b"box\n");
@@ -1289,13 +1307,22 @@ mod tests {
     #[test]
     fn dangling_extension_header() {
         let t = TarBuilder::new().pax(&[("path", b"x")]).finish();
-        assert!(walk_all_ways(&t).unwrap_err().detail.contains("not followed"));
-        assert!(index("dangling", &t).unwrap_err().detail.contains("not followed"));
+        assert!(walk_all_ways(&t)
+            .unwrap_err()
+            .detail
+            .contains("not followed"));
+        assert!(index("dangling", &t)
+            .unwrap_err()
+            .detail
+            .contains("not followed"));
         let mut t = TarBuilder::new();
         t.entry("L", b'L', &vec![b'a'; 2 << 20], "");
         let t = t.finish();
         assert!(walk(&t, 65536).unwrap_err().detail.contains("too large"));
-        assert!(index("hugeext", &t).unwrap_err().detail.contains("too large"));
+        assert!(index("hugeext", &t)
+            .unwrap_err()
+            .detail
+            .contains("too large"));
     }
 
     #[test]
@@ -1361,7 +1388,10 @@ mod tests {
     fn archives_written_by_system_tar() {
         let dir = std::env::temp_dir().join(format!("dac-systar-{}", std::process::id()));
         let src = dir.join("src");
-        let deep = src.join("a".repeat(60)).join("b".repeat(60)).join("c".repeat(60));
+        let deep = src
+            .join("a".repeat(60))
+            .join("b".repeat(60))
+            .join("c".repeat(60));
         std::fs::create_dir_all(&deep).unwrap();
         std::fs::write(deep.join("long-file-name-".repeat(8)), vec![1u8; 3000]).unwrap();
         std::fs::write(src.join("small"), b"hi").unwrap();
@@ -1374,7 +1404,14 @@ mod tests {
                 "gnu" | "pax" => "--exclude=nothing",
                 _ => "--exclude=aaaa*",
             };
-            let args = ["-c", "-f", "-", &format!("--format={format}"), exclude, "src"];
+            let args = [
+                "-c",
+                "-f",
+                "-",
+                &format!("--format={format}"),
+                exclude,
+                "src",
+            ];
             let Some(t) = system_tar(&args, &dir) else {
                 println!("system tar could not write format {format}; skipping it");
                 continue;
@@ -1396,7 +1433,9 @@ mod tests {
                 }
                 _ => assert!(long.is_none()),
             }
-            let hard = idx.iter().find(|e| e.name == "src/hard" || e.name == "src/small");
+            let hard = idx
+                .iter()
+                .find(|e| e.name == "src/hard" || e.name == "src/small");
             assert!(hard.is_some());
             let sym = idx.iter().find(|e| e.name == "src/sym").unwrap();
             assert_eq!((sym.kind, sym.link.as_str()), (b'2', "small"));
@@ -1405,5 +1444,21 @@ mod tests {
             println!("system tar not available; skipped");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Real tars (export, save): DAC_TAR_FILES=path[:path...]; walker and index agree.
+    #[test]
+    fn real_tars_from_environment() {
+        let Ok(list) = std::env::var("DAC_TAR_FILES") else {
+            println!("DAC_TAR_FILES not set; skipping real tars");
+            return;
+        };
+        for p in list.split(':').filter(|p| !p.is_empty()) {
+            let data = std::fs::read(p).unwrap();
+            let s = walk(&data, 65536).unwrap();
+            let idx = index_file(Path::new(p)).unwrap();
+            println!("{p}: {s:?}");
+            assert_eq!(s.entries, idx.len() as u64);
+        }
     }
 }

@@ -41,9 +41,21 @@ impl Method {
 /// Where requests go.
 enum Route {
     Unix(PathBuf),
-    Tcp { addr: String },
-    Tls { addr: String, name: rustls::pki_types::ServerName<'static>, config: Arc<rustls::ClientConfig> },
-    Ssh { user: Option<String>, host: String, port: Option<u16>, socket: Option<String>, gate: Arc<tokio::sync::Semaphore> },
+    Tcp {
+        addr: String,
+    },
+    Tls {
+        addr: String,
+        name: rustls::pki_types::ServerName<'static>,
+        config: Arc<rustls::ClientConfig>,
+    },
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        socket: Option<String>,
+        gate: Arc<tokio::sync::Semaphore>,
+    },
     Replay(Arc<Replay>),
 }
 
@@ -65,19 +77,33 @@ const SSH_SESSIONS: usize = 8;
 impl Transport {
     pub fn new(endpoint: &Endpoint, connect_timeout: Duration) -> Result<Transport> {
         let (route, host_header) = match &endpoint.kind {
-            EndpointKind::Unix(path) => (Route::Unix(path.clone()), "api.moby.localhost".to_string()),
+            EndpointKind::Unix(path) => {
+                (Route::Unix(path.clone()), "api.moby.localhost".to_string())
+            }
             EndpointKind::Tcp { host, port } => {
                 let addr = format!("{}:{}", bracket(host), port);
                 match &endpoint.tls {
                     Some(tls) => {
                         let config = tls_config(tls)?;
                         let name = server_name(host)?;
-                        (Route::Tls { addr: addr.clone(), name, config }, addr)
+                        (
+                            Route::Tls {
+                                addr: addr.clone(),
+                                name,
+                                config,
+                            },
+                            addr,
+                        )
                     }
                     None => (Route::Tcp { addr: addr.clone() }, addr),
                 }
             }
-            EndpointKind::Ssh { user, host, port, socket } => (
+            EndpointKind::Ssh {
+                user,
+                host,
+                port,
+                socket,
+            } => (
                 Route::Ssh {
                     user: user.clone(),
                     host: host.clone(),
@@ -131,27 +157,42 @@ impl Transport {
             match &self.route {
                 Route::Unix(path) => {
                     let s = tokio::net::UnixStream::connect(path).await.map_err(|e| {
-                        Error::new(Kind::Connect, format!("cannot connect to unix://{}: {e}", path.display()))
+                        Error::new(
+                            Kind::Connect,
+                            format!("cannot connect to unix://{}: {e}", path.display()),
+                        )
                     })?;
                     Ok::<_, Error>((Box::new(s) as BoxIo, None))
                 }
                 Route::Tcp { addr } => {
-                    let s = tokio::net::TcpStream::connect(addr)
-                        .await
-                        .map_err(|e| Error::new(Kind::Connect, format!("cannot connect to tcp://{addr}: {e}")))?;
+                    let s = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                        Error::new(
+                            Kind::Connect,
+                            format!("cannot connect to tcp://{addr}: {e}"),
+                        )
+                    })?;
                     let _ = s.set_nodelay(true);
                     Ok((Box::new(s) as BoxIo, None))
                 }
                 Route::Tls { addr, name, config } => {
-                    let s = tokio::net::TcpStream::connect(addr)
-                        .await
-                        .map_err(|e| Error::new(Kind::Connect, format!("cannot connect to tcp://{addr}: {e}")))?;
+                    let s = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                        Error::new(
+                            Kind::Connect,
+                            format!("cannot connect to tcp://{addr}: {e}"),
+                        )
+                    })?;
                     let _ = s.set_nodelay(true);
                     let tls = tokio_rustls::TlsConnector::from(config.clone())
                         .connect(name.clone(), s)
                         .await
-                        .map_err(|e| Error::new(Kind::Connect, format!("TLS handshake with {addr} failed: {e}")))?;
-                    if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                        .map_err(|e| {
+                            Error::new(
+                                Kind::Connect,
+                                format!("TLS handshake with {addr} failed: {e}"),
+                            )
+                        })?;
+                    if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+                    {
                         let digest = sha256_hex(cert.as_ref());
                         if let Ok(mut slot) = self.tls_peer_sha256.lock() {
                             *slot = Some(digest);
@@ -159,13 +200,26 @@ impl Transport {
                     }
                     Ok((Box::new(tls) as BoxIo, None))
                 }
-                Route::Ssh { user, host, port, socket, gate } => {
+                Route::Ssh {
+                    user,
+                    host,
+                    port,
+                    socket,
+                    gate,
+                } => {
                     let permit = gate
                         .clone()
                         .acquire_owned()
                         .await
                         .map_err(|_| Error::new(Kind::Connect, "ssh session gate closed"))?;
-                    let io = crate::ssh::dial(user.as_deref(), host, *port, socket.as_deref(), &crate::ssh::opts_from_env()).await?;
+                    let io = crate::ssh::dial(
+                        user.as_deref(),
+                        host,
+                        *port,
+                        socket.as_deref(),
+                        &crate::ssh::opts_from_env(),
+                    )
+                    .await?;
                     Ok((io, Some(permit)))
                 }
                 Route::Replay(replay) => Ok((replay.connect(), None)),
@@ -176,7 +230,10 @@ impl Transport {
             Err(_) => {
                 return Err(Error::new(
                     Kind::Connect,
-                    format!("no connection to {} within {:?}", self.describe, self.connect_timeout),
+                    format!(
+                        "no connection to {} within {:?}",
+                        self.describe, self.connect_timeout
+                    ),
                 ))
             }
         };
@@ -196,7 +253,12 @@ impl Transport {
             .max_buf_size(1 << 20)
             .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
             .await
-            .map_err(|e| Error::new(Kind::Connect, format!("HTTP handshake with {} failed: {e}", self.describe)))?;
+            .map_err(|e| {
+                Error::new(
+                    Kind::Connect,
+                    format!("HTTP handshake with {} failed: {e}", self.describe),
+                )
+            })?;
         tokio::spawn(async move {
             let _permit = permit;
             let _ = conn.await;
@@ -207,7 +269,12 @@ impl Transport {
             .header(hyper::header::HOST, &self.host_header)
             .header(hyper::header::USER_AGENT, &self.user_agent)
             .body(Empty::<Bytes>::new())
-            .map_err(|e| Error::new(Kind::Usage, format!("cannot build request for {path_and_query}: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    Kind::Usage,
+                    format!("cannot build request for {path_and_query}: {e}"),
+                )
+            })?;
         let response = sender.send_request(request).await.map_err(|e| {
             // hyper's own message is terse ("connection error"); the cause is in its sources,
             // e.g. why an ssh tunnel closed.
@@ -224,12 +291,21 @@ impl Transport {
                 }
                 source = s.source();
             }
-            Error::new(kind, format!("no response from {} to {path_and_query}: {detail}", self.describe))
+            Error::new(
+                kind,
+                format!(
+                    "no response from {} to {path_and_query}: {detail}",
+                    self.describe
+                ),
+            )
         })?;
         if response.headers().get("x-dac-replay").is_some() {
             return Err(Error::new(
                 Kind::Replay,
-                format!("the recording has no answer for GET {path_and_query}"),
+                format!(
+                    "the recording has no answer for {} {path_and_query}",
+                    method.as_hyper()
+                ),
             ));
         }
         Ok(Response(response))
@@ -244,13 +320,20 @@ impl Response {
         self.0.status().as_u16()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.0.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.0
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
     /// Every header, for provenance (names lowercased by hyper; values lossily decoded).
     pub fn headers_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         for (k, v) in self.0.headers() {
-            map.insert(k.as_str().to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
+            map.insert(
+                k.as_str().to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            );
         }
         serde_json::Value::Object(map)
     }
@@ -291,28 +374,42 @@ fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
         let certs = CertificateDer::pem_file_iter(ca)
             .map_err(|e| Error::usage(format!("cannot read CA file {}: {e}", ca.display())))?;
         for cert in certs {
-            let cert = cert.map_err(|e| Error::usage(format!("bad certificate in {}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::usage(format!("unusable CA certificate in {}: {e}", ca.display())))?;
+            let cert = cert
+                .map_err(|e| Error::usage(format!("bad certificate in {}: {e}", ca.display())))?;
+            roots.add(cert).map_err(|e| {
+                Error::usage(format!("unusable CA certificate in {}: {e}", ca.display()))
+            })?;
         }
         if roots.is_empty() {
-            return Err(Error::usage(format!("no certificate found in CA file {}", ca.display())));
+            return Err(Error::usage(format!(
+                "no certificate found in CA file {}",
+                ca.display()
+            )));
         }
         builder.with_root_certificates(roots)
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(rustls::crypto::ring::default_provider())))
+            .with_custom_certificate_verifier(Arc::new(NoVerify(
+                rustls::crypto::ring::default_provider(),
+            )))
     };
     let config = match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| Error::usage(format!("cannot read client certificate {}: {e}", cert.display())))?
+                .map_err(|e| {
+                    Error::usage(format!(
+                        "cannot read client certificate {}: {e}",
+                        cert.display()
+                    ))
+                })?
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::usage(format!("bad client certificate {}: {e}", cert.display())))?;
-            let key_der = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| Error::usage(format!("cannot read client key {}: {e}", key.display())))?;
+                .map_err(|e| {
+                    Error::usage(format!("bad client certificate {}: {e}", cert.display()))
+                })?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                Error::usage(format!("cannot read client key {}: {e}", key.display()))
+            })?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| Error::usage(format!("client certificate and key do not fit: {e}")))?
@@ -344,7 +441,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -352,7 +454,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -382,7 +489,10 @@ mod tests {
     #[test]
     fn hex_is_lowercase_and_complete() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
