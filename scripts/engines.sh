@@ -4,7 +4,8 @@
 # engine configuration is read or changed, and so that a test run can be wiped with `purge`.
 #
 #   scripts/engines.sh start    install what is missing, start both engines, wait until they answer
-#   scripts/engines.sh stop     stop both engines (containers and images are kept)
+#   scripts/engines.sh stop     stop both engines (images, volumes and container records are
+#                               kept; containers do not keep running: the scene is rebuilt)
 #   scripts/engines.sh status   print what answers; exit 1 unless both do
 #   scripts/engines.sh env      print `export` lines for the tests (eval "$(scripts/engines.sh env)")
 #   scripts/engines.sh purge    stop, kill what the engines left running, unmount, delete everything
@@ -30,6 +31,11 @@
 #                               daemon does not depend on the iptables binary or nf_tables modules,
 #                               leaves the host's net.ipv4.ip_forward at 0 and adds no NAT. The
 #                               daemon also started with the default iptables setup on this machine.
+#   --bridge dac-docker0 (172.28.255.1/24, created here) --default-address-pool 172.29.0.0/16
+#                               the default network on a bridge of our own: docker0 belongs to
+#                               any other dockerd on the machine, and one that started later
+#                               deleted it under us (seen here); user networks such as casenet
+#                               come from a pool of our own.
 #   --cgroup-parent=dac-engines-docker
 #                               our containers' cgroups sit under one name of our own, so `purge`
 #                               can find container processes that outlived a killed daemon.
@@ -46,6 +52,9 @@ TLS_PORT=2376
 D=$ENG/docker
 P=$ENG/podman
 CGROUP_PARENT=dac-engines-docker
+BRIDGE=dac-docker0
+BRIDGE_CIDR=172.28.255.1/24
+POOL=172.29.0.0/16
 
 log() { printf '[engines %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -263,8 +272,24 @@ start_docker() {
     log "docker up: $(curl -s --unix-socket "$DOCKER_SOCK" http://localhost/version | head -c 200)"
 }
 
+# The default bridge is ours, not docker0: another dockerd on the machine (a developer's, or a
+# test's) manages docker0 too and may delete or reconfigure it under us, which makes every
+# `docker run` on the default network fail ("could not find bridge docker0").
+ensure_bridge() {
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+    fi
+    local addrs
+    addrs=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null || true)
+    if ! grep -qF "inet $BRIDGE_CIDR" <<<"$addrs"; then
+        ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+}
+
 launch_dockerd() {
     local driver=$1
+    ensure_bridge
     echo "$driver" >"$D/driver"
     log "starting dockerd (storage driver $driver)"
     {
@@ -277,6 +302,7 @@ launch_dockerd() {
         --tlscacert "$ENG/tls/ca.pem" --tlscert "$ENG/tls/server-cert.pem" --tlskey "$ENG/tls/server-key.pem" \
         --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" \
         --storage-driver "$driver" \
+        --bridge "$BRIDGE" --default-address-pool "base=$POOL,size=24" \
         --iptables=false --ip-forward=false --ip-masq=false \
         --cgroup-parent "$CGROUP_PARENT" \
         --log-driver json-file \
@@ -404,9 +430,14 @@ cmd_start() {
 }
 
 cmd_stop() {
-    stop_pidfile "$P/service.pid" podman
-    stop_pidfile "$D/dockerd.pid" dockerd
-    rm -f "$DOCKER_SOCK" "$PODMAN_SOCK"
+    if want_podman; then
+        stop_pidfile "$P/service.pid" podman
+        rm -f "$PODMAN_SOCK"
+    fi
+    if want_docker; then
+        stop_pidfile "$D/dockerd.pid" dockerd
+        rm -f "$DOCKER_SOCK"
+    fi
 }
 
 cmd_status() {

@@ -244,6 +244,7 @@ impl Bundle {
             hasher: Sha256::new(),
             bytes: 0,
             failed: None,
+            finished: false,
         })
     }
 
@@ -390,6 +391,23 @@ pub struct Payload {
     hasher: Sha256,
     bytes: u64,
     failed: Option<String>,
+    finished: bool,
+}
+
+impl Drop for Payload {
+    /// A payload abandoned mid-transfer (a task stopped by force) is still listed with what
+    /// reached the disk, so no file in the bag is ever left unlisted.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.file.flush();
+            match hash_path(&self.full) {
+                Ok((sha, size)) => self.bundle.register(&self.path, &sha, size),
+                Err(_) => {
+                    let _ = fs::remove_file(&self.full);
+                }
+            }
+        }
+    }
 }
 
 impl Payload {
@@ -425,6 +443,7 @@ impl Payload {
     /// Close, read back, and list the file in the manifest. Whatever reached the disk is
     /// listed, even after a failure, so nothing is left unlisted in the bag.
     pub fn finish(mut self) -> (Written, Option<Error>) {
+        self.finished = true;
         let mut error = self.failed.clone().map(|m| Error::new(Kind::Io, m));
         if let Err(e) = self.file.flush() {
             if error.is_none() {

@@ -84,29 +84,33 @@ pub fn graph(info: &CaseInfo, files: &[(String, String, u64)]) -> Value {
             "uco-tool:toolType": "acquisition",
         }),
         json!({
-            "@id": examiner_id,
-            "@type": "uco-identity:Person",
-            "uco-core:name": info.examiner,
+            "@id": target_id,
+            "@type": "uco-observable:ObservableObject",
+            "uco-core:name": format!("Docker Engine API at {}", info.endpoint),
         }),
-        json!({
+    ];
+    // The examiner is always the performer; a name or an organization the examiner did not
+    // give is left out rather than recorded as an empty string.
+    let mut examiner = json!({ "@id": examiner_id, "@type": "uco-identity:Person" });
+    if !info.examiner.is_empty() {
+        examiner["uco-core:name"] = json!(info.examiner);
+    }
+    nodes.push(examiner);
+    if !info.organization.is_empty() {
+        nodes.push(json!({
             "@id": org_id,
             "@type": "uco-identity:Organization",
             "uco-core:name": info.organization,
-        }),
-        json!({
+        }));
+        nodes.push(json!({
             "@id": affiliation_id,
             "@type": "uco-core:Relationship",
             "uco-core:source": [reference(&examiner_id)],
             "uco-core:target": reference(&org_id),
             "uco-core:kindOfRelationship": "Affiliated_With",
             "uco-core:isDirectional": true,
-        }),
-        json!({
-            "@id": target_id,
-            "@type": "uco-observable:ObservableObject",
-            "uco-core:name": format!("Docker Engine API at {}", info.endpoint),
-        }),
-    ];
+        }));
+    }
 
     let mut results = Vec::with_capacity(files.len() + 1);
     let mut file_refs = Vec::with_capacity(files.len());
@@ -361,6 +365,21 @@ mod tests {
         let a = nodes_of(&g, "case-investigation:InvestigativeAction")[0];
         assert!(a.get("uco-action:result").is_none());
         assert!(nodes_of(&g, "case-investigation:ProvenanceRecord").is_empty());
+    }
+
+    #[test]
+    fn missing_names_are_left_out() {
+        let mut i = info();
+        i.organization = "";
+        i.examiner = "";
+        let g = graph(&i, &files());
+        assert!(nodes_of(&g, "uco-identity:Organization").is_empty());
+        assert!(nodes_of(&g, "uco-core:Relationship").is_empty());
+        let p = nodes_of(&g, "uco-identity:Person");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].get("uco-core:name").is_none());
+        let a = nodes_of(&g, "case-investigation:InvestigativeAction")[0];
+        assert_eq!(a["uco-action:performer"]["@id"], p[0]["@id"]);
     }
 
     /// Writes the graph where a manual `case_validate` run can pick it up:

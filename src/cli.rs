@@ -155,6 +155,9 @@ fn run(argv: Vec<OsString>) -> Result<u8> {
                 for f in &report.failures {
                     println!("FAIL {}: {}: {}", f.file, f.check, f.detail);
                 }
+                for n in &report.notes {
+                    println!("note: {n}");
+                }
                 if let Some(sig) = &report.signature {
                     println!("signature: {sig}");
                 }

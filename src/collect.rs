@@ -218,11 +218,13 @@ async fn collect(opts: Options) -> Result<Outcome> {
         let s = session.clone();
         let call = api.events_live(&now);
         tokio::spawn(async move {
-            s.fetch_until(
+            let when = s.started();
+            s.fetch_from(
                 &call,
                 bundle::TIER_EVENTS,
                 "live.jsonl",
                 Check::Raw,
+                when,
                 Some(end_rx),
             )
             .await;
@@ -652,9 +654,13 @@ async fn collect(opts: Options) -> Result<Outcome> {
             let s = session.clone();
             let id = id.clone();
             let permit = big.clone().acquire_owned().await;
+            let when = s.started();
             tasks.push(tokio::spawn(async move {
                 let _permit = permit;
-                if let Some(f) = s.fetch(&call, bundle::TIER_IMAGES, &rel, Check::Tar).await {
+                if let Some(f) = s
+                    .fetch_from(&call, bundle::TIER_IMAGES, &rel, Check::Tar, when, None)
+                    .await
+                {
                     if f.complete {
                         image_check(&s, &call, &f.written.path, &id).await;
                     }
@@ -668,7 +674,20 @@ async fn collect(opts: Options) -> Result<Outcome> {
     // Close the live event stream: give the daemon a moment to deliver our own last events.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = end_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), live).await;
+    let live_abort = live.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(10), live)
+        .await
+        .is_err()
+    {
+        // Stopped by force; the payload lists whatever reached the disk when it is dropped.
+        live_abort.abort();
+        let call = api.events_live(&now);
+        let err = Error::new(
+            Kind::Timeout,
+            "the live event stream did not close within 10 s of the end",
+        );
+        session.error(&call, &err, 0, None);
+    }
     if let Some(p) = progress {
         p.abort();
     }
@@ -879,9 +898,12 @@ async fn spawn_fetch(
 ) -> Task {
     let permit = slots.clone().acquire_owned().await;
     let s = session.clone();
+    let when = s.started();
     tokio::spawn(async move {
         let _permit = permit;
-        s.fetch(&call, tier, &rel, check).await.and_then(|f| f.json)
+        s.fetch_from(&call, tier, &rel, check, when, None)
+            .await
+            .and_then(|f| f.json)
     })
 }
 

@@ -132,7 +132,7 @@ impl Api {
 
     // Images (table 3-4)
     pub fn images(&self) -> Call {
-        self.call("/images/json", "", "/images/json?all=1&digests=1".into())
+        self.call("/images/json", "", "/images/json".into())
     }
     pub fn image_inspect(&self, id: &str) -> Call {
         self.on("/images/{name}/json", "images", id, "/json")

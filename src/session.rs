@@ -223,29 +223,35 @@ impl Session {
     /// GET `call`, keep its body at `data/<tier>/<rel>`, check it, record it.
     /// Returns None when nothing was written (the error is already recorded).
     pub async fn fetch(&self, call: &Call, tier: &str, rel: &str, check: Check) -> Option<Fetched> {
-        self.fetch_until(call, tier, rel, check, None).await
+        let when = self.started();
+        self.fetch_from(call, tier, rel, check, when, None).await
     }
 
-    /// Like [`Session::fetch`], for a stream that never ends by itself (the live event stream):
-    /// no idle timeout, and `end` closes it as complete.
-    pub async fn fetch_until(
+    /// The request's start, taken by the scheduler when it hands out a slot, so that the
+    /// recorded start order is the plan's order (which `verify` checks tier by tier).
+    pub fn started(&self) -> Started {
+        Started {
+            utc: clock::utc_now(),
+            mono_ns: self.bundle.mono_ns(),
+        }
+    }
+
+    /// [`Session::fetch`] with a start time taken earlier, and for a stream that never ends by
+    /// itself (the live event stream) an `end` signal: no idle timeout, and `end` closes it as
+    /// complete.
+    pub async fn fetch_from(
         &self,
         call: &Call,
         tier: &str,
         rel: &str,
         check: Check,
+        when: Started,
         end: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Option<Fetched> {
         if self.stopping() {
             return None;
         }
-        let start = clock::utc_now();
-        let start_mono = self.bundle.mono_ns();
         self.meter.active.fetch_add(1, Ordering::Relaxed);
-        let when = Started {
-            utc: start,
-            mono_ns: start_mono,
-        };
         let out = self.fetch_inner(call, tier, rel, check, when, end).await;
         self.meter.active.fetch_sub(1, Ordering::Relaxed);
         out
@@ -425,6 +431,12 @@ impl Session {
             self.error(call, e, received, Some(&written.path));
         }
         let json = match (&check, json_bytes) {
+            // Podman answers some requests it cannot serve (top of a paused container) with
+            // an empty 200: a fact about the engine, not a broken answer.
+            (Check::Json, Some(bytes)) if complete && bytes.is_empty() => {
+                self.unavailable(call, "the engine answered 200 with an empty body");
+                None
+            }
             (Check::Json, Some(bytes)) if complete => match serde_json::from_slice::<Value>(&bytes)
             {
                 Ok(v) => Some(v),
@@ -488,7 +500,7 @@ fn decode_path_stat(raw: &str) -> Value {
 }
 
 /// When a request started, on both clocks.
-struct Started {
+pub struct Started {
     utc: String,
     mono_ns: u64,
 }

@@ -604,7 +604,7 @@ impl TarWalker {
                 }
                 let sparse_ext = h.sparse_ext;
                 let (_, _, _, data) = resolve_entry(h, &mut self.pending);
-                let total = padded(data, at)?;
+                let total = padded(data, self.entry_start)?;
                 self.entries += 1;
                 self.state = if sparse_ext {
                     State::SparseExt { data }

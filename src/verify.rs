@@ -124,6 +124,9 @@ const READ_BUF: usize = 64 * 1024;
 const MAX_SMALL_FILE: u64 = 16 * 1024 * 1024;
 const MAX_MANIFEST_LINE: usize = 64 * 1024;
 const MAX_LOG_LINE: usize = 16 * 1024 * 1024;
+/// A hostile bundle (a manifest of a million bad lines) must not turn the report itself into
+/// a memory problem; past this many, failures are only counted.
+const MAX_FAILURES: usize = 10_000;
 
 /// Verify the bundle at `bundle`. Returns `Err` only when verification cannot run at all
 /// (the path is not a directory); everything wrong inside the bundle is a `Failure`.
@@ -145,6 +148,7 @@ pub fn verify_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<Report> {
             notes: Vec::new(),
         },
         files: BTreeMap::new(),
+        unreported: 0,
     };
     v.walk();
     v.check_bagit_txt();
@@ -158,6 +162,16 @@ pub fn verify_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<Report> {
     v.check_tars(&log, &hashed);
     v.check_images(&log);
     v.check_signature(pubkey);
+    if v.unreported > 0 {
+        v.report.failures.push(Failure {
+            file: ".".into(),
+            check: "too-many-failures".into(),
+            detail: format!(
+                "{} more failures not listed (only the first {MAX_FAILURES} are)",
+                v.unreported
+            ),
+        });
+    }
     Ok(v.report)
 }
 
@@ -184,15 +198,27 @@ struct Artifact {
     disk_bytes: u64,
     start_mono_ns: u64,
     complete: bool,
-    tar: Option<(u64, u64)>,
-    image_ok: Option<bool>,
+    tar: Option<LoggedTar>,
     derived_from: Option<String>,
+}
+
+/// What the collector's own tar walk recorded for an artifact.
+enum LoggedTar {
+    Summary {
+        entries: u64,
+        end_offset: u64,
+        trailing_zero_bytes: Option<u64>,
+    },
+    Failed,
 }
 
 #[derive(Default)]
 struct Log {
     artifacts: Vec<Artifact>,
     error_paths: Vec<(u64, String)>,
+    /// Image check outcomes the collector recorded, by payload path (from an `image_check`
+    /// field on the artifact or a separate `image_check` record).
+    image_checks: BTreeMap<String, bool>,
 }
 
 struct Verifier<'a> {
@@ -200,6 +226,8 @@ struct Verifier<'a> {
     report: Report,
     /// Every regular file in the bag (bundle-relative, '/'-separated) and its size.
     files: BTreeMap<String, u64>,
+    /// Failures beyond MAX_FAILURES, counted but not listed.
+    unreported: u64,
 }
 
 impl Verifier<'_> {
@@ -212,7 +240,9 @@ impl Verifier<'_> {
         detail: impl FnOnce() -> String,
     ) -> bool {
         self.report.checks += 1;
-        if !ok {
+        if !ok && self.report.failures.len() >= MAX_FAILURES {
+            self.unreported += 1;
+        } else if !ok {
             self.report.failures.push(Failure {
                 file: file.to_string(),
                 check: check.to_string(),
@@ -670,6 +700,7 @@ impl Verifier<'_> {
         let mut counts = (0u64, 0u64); // artifacts, errors
         let mut interrupted = false;
         let mut artifact_paths = BTreeSet::new();
+        let mut image_checks: Vec<(String, bool)> = Vec::new();
         loop {
             let end = match read_line_bounded(&mut r, MAX_LOG_LINE, &mut line) {
                 Ok(e) => e,
@@ -794,7 +825,7 @@ impl Verifier<'_> {
                 }
                 "artifact" => {
                     counts.0 += 1;
-                    if let Some(a) = self.artifact_record(&rec, n, &at) {
+                    if let Some(a) = self.artifact_record(&rec, n, &at, &mut image_checks) {
                         let fresh = artifact_paths.insert(a.path.clone());
                         let p = a.path.clone();
                         self.check(fresh, LOG, "log-artifact-duplicate", || {
@@ -830,6 +861,30 @@ impl Verifier<'_> {
                         log.error_paths.push((n, p.to_string()));
                     }
                 }
+                "image_check" => {
+                    let s = |k: &str| rec.get(k).is_some_and(Value::is_string);
+                    let path = rec.get("path").and_then(Value::as_str);
+                    let ok = rec
+                        .get("image_check")
+                        .and_then(|ic| ic.get("ok"))
+                        .and_then(Value::as_bool);
+                    let fields_ok = s("endpoint") && s("object");
+                    if self.check(
+                        fields_ok && path.is_some() && ok.is_some(),
+                        LOG,
+                        "log-fields",
+                        || {
+                            format!(
+                                "{at}: image_check record needs endpoint, object, path and \
+                                 image_check.ok"
+                            )
+                        },
+                    ) {
+                        if let (Some(p), Some(ok)) = (path, ok) {
+                            image_checks.push((p.to_string(), ok));
+                        }
+                    }
+                }
                 "note" | "interrupted" => interrupted |= event == "interrupted",
                 "session_end" => {}
                 other => self.fail(LOG, "log-event", format!("{at}: unknown event {other:?}")),
@@ -840,6 +895,12 @@ impl Verifier<'_> {
             }
         }
 
+        for (path, ok) in image_checks {
+            let again = log.image_checks.insert(path.clone(), ok).is_some();
+            self.check(!again, &path, "log-image-check", || {
+                format!("{LOG} records more than one image check for this file")
+            });
+        }
         if !self.check(n > 0, LOG, "log-start", || "the log is empty".into()) {
             return log;
         }
@@ -920,6 +981,7 @@ impl Verifier<'_> {
         rec: &Map<String, Value>,
         line: u64,
         at: &str,
+        image_checks: &mut Vec<(String, bool)>,
     ) -> Option<Artifact> {
         let s = |k: &str| rec.get(k).and_then(Value::as_str).map(str::to_string);
         let u = |k: &str| rec.get(k).and_then(Value::as_u64);
@@ -953,13 +1015,21 @@ impl Verifier<'_> {
         }
         let tar = match rec.get("tar") {
             None => None,
+            Some(t) if t.get("error").is_some_and(Value::is_string) => Some(LoggedTar::Failed),
             Some(t) => match (
                 t.get("entries").and_then(Value::as_u64),
                 t.get("end_offset").and_then(Value::as_u64),
+                t.get("trailing_zero_bytes"),
             ) {
-                (Some(e), Some(o)) => Some((e, o)),
+                (Some(entries), Some(end_offset), tz) if tz.is_none_or(Value::is_u64) => {
+                    Some(LoggedTar::Summary {
+                        entries,
+                        end_offset,
+                        trailing_zero_bytes: tz.and_then(Value::as_u64),
+                    })
+                }
                 _ => {
-                    missing.push("tar.entries/end_offset");
+                    missing.push("tar (entries and end_offset, or error)");
                     None
                 }
             },
@@ -996,9 +1066,11 @@ impl Verifier<'_> {
             start_mono_ns: u("start_mono_ns").unwrap_or_default(),
             complete: complete.unwrap_or(false),
             tar,
-            image_ok,
             derived_from: s("derived_from"),
         };
+        if let Some(ok) = image_ok {
+            image_checks.push((a.path.clone(), ok));
+        }
         let tier = s("tier").unwrap_or_default();
         let tier_ok = ALL_TIERS.contains(&tier.as_str())
             && a.path
@@ -1146,15 +1218,35 @@ impl Verifier<'_> {
                 }
                 Ok(summary) => {
                     self.report.checks += 1;
-                    if let Some((entries, end)) = artifact.and_then(|a| a.tar) {
-                        let same = entries == summary.entries && end == summary.end_offset;
-                        self.check(same, path, "tar-summary", || {
-                            format!(
-                                "log records {entries} entries ending at {end}, the tar has {} \
-                                 entries ending at {}",
-                                summary.entries, summary.end_offset
-                            )
-                        });
+                    match artifact.and_then(|a| a.tar.as_ref()) {
+                        Some(LoggedTar::Summary {
+                            entries,
+                            end_offset,
+                            trailing_zero_bytes,
+                        }) => {
+                            let same = *entries == summary.entries
+                                && *end_offset == summary.end_offset
+                                && trailing_zero_bytes
+                                    .is_none_or(|t| t == summary.trailing_zero_bytes);
+                            self.check(same, path, "tar-summary", || {
+                                format!(
+                                    "log records {entries} entries ending at {end_offset} \
+                                     (trailing zeros {}), the tar has {} entries ending at {} \
+                                     (trailing zeros {})",
+                                    trailing_zero_bytes.map_or("-".into(), |t| t.to_string()),
+                                    summary.entries,
+                                    summary.end_offset,
+                                    summary.trailing_zero_bytes
+                                )
+                            });
+                        }
+                        Some(LoggedTar::Failed) => self.fail(
+                            path,
+                            "tar-summary",
+                            "the log records a tar error for a complete artifact, yet the tar \
+                             parses",
+                        ),
+                        None => {}
                     }
                 }
                 Err(e) if partial => {
@@ -1211,7 +1303,7 @@ impl Verifier<'_> {
                             format!("{} layout: {f}", rep.layout),
                         );
                     }
-                    if let Some(logged) = a.image_ok {
+                    if let Some(&logged) = log.image_checks.get(&a.path) {
                         self.check(logged == rep.ok, &a.path, "image-check-log", || {
                             format!(
                                 "the log records image_check ok={logged}, verification gives ok={}",
@@ -1317,19 +1409,17 @@ fn read_line_bounded(
     }
 }
 
-/// "<64 hex><spaces or tabs><path>" (RFC 8493 §2.1.3). Hex case is folded to lowercase.
+/// "<64 lowercase hex>  <path>", exactly as DAC writes it. RFC 8493 would also accept other
+/// whitespace and uppercase hex; refusing them means no byte of a manifest can change
+/// without the verifier noticing, even where the change would mean the same thing.
 fn parse_manifest_line(line: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(line).ok()?;
     let hash = text.get(..64)?;
-    if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let path = text.get(64..)?.strip_prefix("  ")?;
+    if !is_hex64(hash) || path.is_empty() {
         return None;
     }
-    let rest = &text[64..];
-    let path = rest.trim_start_matches([' ', '\t']);
-    if path.len() == rest.len() || path.is_empty() {
-        return None;
-    }
-    Some((hash.to_ascii_lowercase(), path.to_string()))
+    Some((hash.to_string(), path.to_string()))
 }
 
 /// Undo the only escapes RFC 8493 defines for manifest paths: %0A, %0D and %25.
@@ -1501,6 +1591,7 @@ mod tests {
 
     struct Spec {
         items: Vec<Item>,
+        image_checks: Vec<(String, bool)>,
         errors: Vec<Value>,
         state: &'static str,
     }
@@ -1554,6 +1645,7 @@ mod tests {
                     500,
                 ),
             ],
+            image_checks: Vec::new(),
             errors: Vec::new(),
             state: "complete",
         }
@@ -1611,15 +1703,25 @@ mod tests {
             if let Some(d) = &it.derived_from {
                 rec["derived_from"] = json!(d);
             }
-            if it.path.ends_with(".tar") && it.complete {
+            if it.path.ends_with(".tar") {
+                // As the collector records it: a summary, or the error and where it stopped.
                 let mut w = TarWalker::new();
-                if w.push(&it.data).is_ok() {
-                    if let Ok(s) = w.finish() {
-                        rec["tar"] = json!({"entries": s.entries, "end_offset": s.end_offset});
-                    }
-                }
+                rec["tar"] = match w.push(&it.data).and_then(|_| w.finish()) {
+                    Ok(s) => json!({"entries": s.entries, "end_offset": s.end_offset,
+                                    "trailing_zero_bytes": s.trailing_zero_bytes}),
+                    Err(e) => json!({"error": e.detail, "offset": e.offset}),
+                };
             }
             push("artifact", rec, &mut lines);
+        }
+        for (path, ok) in &spec.image_checks {
+            push(
+                "image_check",
+                json!({"endpoint": "/images/{name}/get", "object": format!("sha256:{IID}"),
+                       "path": path, "image_check": {"ok": ok, "layout": "oci+docker",
+                       "checks": 3, "failures": []}}),
+                &mut lines,
+            );
         }
         for e in &spec.errors {
             push("error", e.clone(), &mut lines);
@@ -2083,10 +2185,19 @@ mod tests {
             600,
         );
         img.object = format!("sha256:{IID}");
+        spec.image_checks.push((img.path.clone(), false));
         spec.items.push(img);
         write_bag(&bag, &spec);
         let r = run(&bag);
         assert_fails(&r, "image-check");
+        // The separate image_check record the collector writes is understood.
+        assert!(
+            r.failures
+                .iter()
+                .all(|f| f.check.starts_with("image-check")),
+            "{}",
+            show(&r)
+        );
         cleanup(&bag);
     }
 
@@ -2167,6 +2278,53 @@ mod tests {
     }
 
     #[test]
+    fn flood_of_bad_manifest_lines_is_capped() {
+        let bag = fresh("flood");
+        let junk = "x\n".repeat(MAX_FAILURES + 50);
+        edit(&bag, MANIFEST, |s| format!("{s}{junk}"));
+        let r = run(&bag);
+        assert_eq!(r.failures.len(), MAX_FAILURES + 1);
+        let last = r.failures.last().unwrap();
+        assert_eq!(last.check, "too-many-failures");
+        assert!(last.detail.starts_with("5"), "{}", last.detail);
+        cleanup(&bag);
+    }
+
+    /// Corrupt the tag files byte by byte: every mutation is caught and none panics.
+    #[test]
+    fn mutated_tag_files_never_pass_or_panic() {
+        let bag = fresh("mutate");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for rel in [BAGIT, BAG_INFO, MANIFEST, TAGMANIFEST, LOG] {
+            let orig = std::fs::read(bag.join(rel)).unwrap();
+            for _ in 0..40 {
+                let mut b = orig.clone();
+                let i = (next() % b.len() as u64) as usize;
+                match next() % 4 {
+                    0 => b[i] ^= 1 << (next() % 8),
+                    1 => b.truncate(i),
+                    2 => b.insert(i, (next() % 256) as u8),
+                    _ => {
+                        b.remove(i);
+                    }
+                }
+                std::fs::write(bag.join(rel), &b).unwrap();
+                let r = run(&bag);
+                assert!(!r.ok(), "mutation of {rel} at {i} passed");
+            }
+            std::fs::write(bag.join(rel), &orig).unwrap();
+        }
+        assert!(run(&bag).ok());
+        cleanup(&bag);
+    }
+
+    #[test]
     fn helpers() {
         assert!(is_utc_timestamp("2026-12-02T15:16:38.123456789Z"));
         assert!(is_utc_timestamp("2026-12-02T15:16:38Z"));
@@ -2189,12 +2347,20 @@ mod tests {
         assert!(decode_manifest_path("a%2e%2e").is_err());
         assert!(decode_manifest_path("a%").is_err());
         assert!(parse_manifest_line(b"zz  data/x").is_none());
-        let h = "A".repeat(64);
+        let h = "a".repeat(64);
         assert_eq!(
-            parse_manifest_line(format!("{h} \tdata/x y").as_bytes()),
-            Some(("a".repeat(64), "data/x y".into()))
+            parse_manifest_line(format!("{h}  data/x y").as_bytes()),
+            Some((h.clone(), "data/x y".into()))
         );
-        assert!(parse_manifest_line(format!("{h}data/x").as_bytes()).is_none());
+        for bad in [
+            format!("{h}data/x"),
+            format!("{h} data/x"),
+            format!("{h}\tdata/x"),
+            format!("{h}  "),
+            format!("{}  data/x", "A".repeat(64)),
+        ] {
+            assert!(parse_manifest_line(bad.as_bytes()).is_none(), "{bad}");
+        }
         assert_eq!(expected_image_id(IID), Some(format!("sha256:{IID}")));
         assert_eq!(expected_image_id("nginx:latest"), None);
 

