@@ -10,8 +10,10 @@
 #   scripts/engines.sh env      print `export` lines for the tests (eval "$(scripts/engines.sh env)")
 #   scripts/engines.sh purge    stop, kill what the engines left running, unmount, delete everything
 #
-# Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman to start
-# only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get.
+# Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman to act on
+# only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get; for a second docker instance beside
+# the first: DAC_ENGINES_TLS_PORT, DAC_ENGINES_CGROUP, DAC_ENGINES_BRIDGE, DAC_ENGINES_BRIDGE_CIDR,
+# DAC_ENGINES_POOL.
 #
 # Layout of $DAC_ENGINES_DIR:
 #   docker.sock podman.sock           API sockets (the directory can be bind-mounted into a chroot)
@@ -47,14 +49,16 @@ trap 'echo "[engines] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)"
 ENG=${DAC_ENGINES_DIR:-/tmp/dac-engines}
 DOCKER_SOCK=$ENG/docker.sock
 PODMAN_SOCK=$ENG/podman.sock
-TLS_HOST=tcp://127.0.0.1:2376
-TLS_PORT=2376
+TLS_PORT=${DAC_ENGINES_TLS_PORT:-2376}
+TLS_HOST=tcp://127.0.0.1:$TLS_PORT
 D=$ENG/docker
 P=$ENG/podman
-CGROUP_PARENT=dac-engines-docker
-BRIDGE=dac-docker0
-BRIDGE_CIDR=172.28.255.1/24
-POOL=172.29.0.0/16
+# Overridable so that a second, throw-away instance can run beside the usual one (docker only:
+# two podman services would share podman's fixed lock memory, /libpod_lock).
+CGROUP_PARENT=${DAC_ENGINES_CGROUP:-dac-engines-docker}
+BRIDGE=${DAC_ENGINES_BRIDGE:-dac-docker0}
+BRIDGE_CIDR=${DAC_ENGINES_BRIDGE_CIDR:-172.28.255.1/24}
+POOL=${DAC_ENGINES_POOL:-172.29.0.0/16}
 
 log() { printf '[engines %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -116,9 +120,8 @@ install_missing() {
     for try in 1 2 3 4 5 6; do
         # -o DPkg::Lock::Timeout waits for another apt instead of failing at once.
         if apt-get -o DPkg::Lock::Timeout=120 update -qq &&
-            apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends \
-                docker.io podman busybox-static openssl curl iptables uidmap ca-certificates \
-                containernetworking-plugins netavark conmon runc </dev/null; then
+            apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
+                docker.io podman busybox-static openssl curl iptables uidmap </dev/null; then
             return 0
         fi
         log "apt-get failed (try $try), retrying in 10 s"
@@ -243,6 +246,8 @@ start_docker() {
         # Runtime state of a daemon that is gone (killed with the session that started it): the
         # data root is kept, everything that only made sense while it ran is removed.
         kill_leftovers "$CGROUP_PARENT"
+        kill_matching containerd "$D/exec/"
+        kill_matching containerd-shim "$D/exec/"
         unmount_under "$D/exec"
         rm -rf "$D/exec" "$D/dockerd.pid" "$DOCKER_SOCK"
         mkdir -p "$D/data" "$D/exec"
@@ -348,15 +353,20 @@ start_podman() {
     log "podman up: $(curl -s --unix-socket "$PODMAN_SOCK" http://localhost/version | head -c 200)"
 }
 
-# conmon processes that watched containers of our podman root (their command line names it).
-pkill_conmons() {
+# kill_matching NAME TEXT: kill processes called NAME* whose command line contains TEXT (one
+# of our directories), i.e. helpers that outlived the daemon that started them.
+kill_matching() {
     local pid
-    for pid in $(pgrep -x conmon 2>/dev/null || true); do
-        if grep -aqF -- "$P/" "/proc/$pid/cmdline" 2>/dev/null; then
+    for pid in $(pgrep -- "^$1" 2>/dev/null || true); do
+        if grep -aqF -- "$2" "/proc/$pid/cmdline" 2>/dev/null; then
+            log "killing leftover $1 (pid $pid)"
             kill -9 "$pid" 2>/dev/null || true
         fi
     done
 }
+
+# conmon processes that watched containers of our podman root (their command line names it).
+pkill_conmons() { kill_matching conmon "$P/"; }
 
 # Only this file is read by the service (CONTAINERS_CONF), so the machine's containers.conf, if
 # any, does not change how the tests' engine behaves. The capabilities and sysctl are Debian's
@@ -442,9 +452,13 @@ cmd_stop() {
 
 cmd_status() {
     local rc=0
-    if docker_up; then echo "docker: up   $DOCKER_SOCK  (pid $(pid_from "$D/dockerd.pid"), driver $(cat "$D/driver" 2>/dev/null))"; else echo "docker: DOWN $DOCKER_SOCK"; rc=1; fi
-    if tls_up; then echo "docker-tls: up   $TLS_HOST"; else echo "docker-tls: DOWN $TLS_HOST"; rc=1; fi
-    if podman_up; then echo "podman: up   $PODMAN_SOCK  (pid $(pid_from "$P/service.pid"))"; else echo "podman: DOWN $PODMAN_SOCK"; rc=1; fi
+    if want_docker; then
+        if docker_up; then echo "docker: up   $DOCKER_SOCK  (pid $(pid_from "$D/dockerd.pid"), driver $(cat "$D/driver" 2>/dev/null))"; else echo "docker: DOWN $DOCKER_SOCK"; rc=1; fi
+        if tls_up; then echo "docker-tls: up   $TLS_HOST"; else echo "docker-tls: DOWN $TLS_HOST"; rc=1; fi
+    fi
+    if want_podman; then
+        if podman_up; then echo "podman: up   $PODMAN_SOCK  (pid $(pid_from "$P/service.pid"))"; else echo "podman: DOWN $PODMAN_SOCK"; rc=1; fi
+    fi
     return $rc
 }
 
@@ -463,9 +477,16 @@ EOF
 
 cmd_purge() {
     cmd_stop
-    kill_leftovers "$CGROUP_PARENT"
-    kill_leftovers libpod_parent
-    pkill_conmons
+    if want_docker; then
+        kill_leftovers "$CGROUP_PARENT"
+        # Empty cgroup directories of our containers, deepest first, and our bridge.
+        find /sys/fs/cgroup/*/"$CGROUP_PARENT" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" 2>/dev/null || true; fi
+    fi
+    if want_podman; then
+        kill_leftovers libpod_parent
+        pkill_conmons
+    fi
     [ -d "$ENG" ] || return 0
     unmount_under "$ENG"
     if [ -n "$(mounts_under "$ENG")" ]; then
@@ -478,7 +499,7 @@ cmd_purge() {
 case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
-status) cmd_status ;;
+status) if cmd_status; then exit 0; else exit 1; fi ;;
 env) cmd_env ;;
 purge) cmd_purge ;;
 *)

@@ -242,7 +242,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .await
         .and_then(|f| f.json)
         .unwrap_or(Value::Null);
-    let all: Vec<Value> = list.as_array().cloned().unwrap_or_default();
+    let all = entries(&session, &api.containers(), &list, "Id");
     let chosen = select(&session, &all, &opts.targets);
     let small = Arc::new(tokio::sync::Semaphore::new((opts.jobs * 4).clamp(1, 32)));
     let big = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
@@ -444,7 +444,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
         }
     }
     let mut image_sizes: BTreeMap<String, i64> = BTreeMap::new();
-    for img in images_json.as_array().into_iter().flatten() {
+    let images_all = entries(&session, &api.images(), &images_json, "Id");
+    for img in &images_all {
         if let Some(id) = img.get("Id").and_then(Value::as_str) {
             image_sizes.insert(
                 id.to_string(),
@@ -456,21 +457,32 @@ async fn collect(opts: Options) -> Result<Outcome> {
         }
     }
     if !targeted {
-        for n in networks_json.as_array().into_iter().flatten() {
+        for n in &entries(&session, &api.networks(), &networks_json, "Id") {
             if let Some(id) = n.get("Id").and_then(Value::as_str) {
                 network_ids.insert(id.to_string());
             }
         }
-        for v in volumes_json
-            .get("Volumes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        let listed = volumes_json.get("Volumes").cloned().unwrap_or(Value::Null);
+        for v in &entries(&session, &api.volumes(), &listed, "Name") {
             if let Some(n) = v.get("Name").and_then(Value::as_str) {
                 volume_names.insert(n.to_string());
             }
         }
+    }
+    // IDs taken from inside container answers get the same check as list entries.
+    for (set, call) in [
+        (&mut image_ids, api.images()),
+        (&mut network_ids, api.networks()),
+        (&mut volume_names, api.volumes()),
+    ] {
+        set.retain(|id| {
+            let ok = addressable(id);
+            if !ok {
+                let detail = format!("{id:?} cannot be addressed safely");
+                session.error(&call, &Error::protocol(detail), 0, None);
+            }
+            ok
+        });
     }
     for id in &image_ids {
         let dir = name_for(id);
@@ -524,7 +536,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         );
     }
     if !targeted {
-        for p in plugins_json.as_array().into_iter().flatten() {
+        for p in &entries(&session, &api.plugins(), &plugins_json, "Name") {
             if let Some(name) = p.get("Name").and_then(Value::as_str) {
                 tasks.push(
                     spawn_fetch(
@@ -815,6 +827,46 @@ fn skew(before: &str, after: &str, info: Option<&Value>) -> Value {
 
 /// Pick the containers to collect: all of them, or those the examiner named (full ID, unique ID
 /// prefix, or name). A name that matches nothing is an error record, not a silent skip.
+/// Can this ID or name be put in a request path? Every byte is percent-encoded into one
+/// segment, but a segment that is exactly `.` or `..` is still a dot segment to the engine's
+/// router, which would answer for another path; an empty one names nothing.
+fn addressable(id: &str) -> bool {
+    !(id.is_empty() || id == "." || id == "..")
+}
+
+/// The usable entries of a list answer: objects with an addressable, unique `key`. Every entry
+/// that is dropped is an error record, so a hostile list cannot hide or duplicate silently.
+fn entries(session: &Session, call: &Call, list: &Value, key: &str) -> Vec<Value> {
+    let items: &[Value] = match list {
+        Value::Array(a) => a,
+        _ => return Vec::new(),
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let id = item.get(key).and_then(Value::as_str);
+        let problem = match id {
+            None => Some(format!("entry {i} has no string {key}")),
+            Some(id) if !addressable(id) => Some(format!(
+                "entry {i}: {key} {id:?} cannot be addressed safely"
+            )),
+            Some(id) if !seen.insert(id.to_string()) => {
+                Some(format!("entry {i}: {key} {id:?} is listed twice"))
+            }
+            Some(_) => None,
+        };
+        match problem {
+            Some(detail) => {
+                let mut about = call.clone();
+                about.object = id.unwrap_or("").to_string();
+                session.error(&about, &Error::protocol(detail), 0, None)
+            }
+            None => out.push(item.clone()),
+        }
+    }
+    out
+}
+
 fn select(session: &Session, all: &[Value], targets: &[String]) -> Vec<Value> {
     if targets.is_empty() {
         return all.to_vec();

@@ -53,6 +53,8 @@ pub struct Demux {
     /// Once the stream is known to be broken, every later call reports the same error,
     /// so a caller that keeps pushing cannot get misaligned frames.
     failed: Option<DemuxError>,
+    /// Start of the first stream-type-3 frame: where the daemon reported an error in band.
+    first_system_err: Option<u64>,
 }
 
 impl Default for Demux {
@@ -72,12 +74,18 @@ impl Demux {
             frame_size: 0,
             stream: Stream::Stdout,
             failed: None,
+            first_system_err: None,
         }
     }
 
     /// Bytes consumed so far (the offset of the first byte the next push would read).
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Where the first stream-type-3 frame (a daemon error inside the log) starts, if any.
+    pub fn first_system_err(&self) -> Option<u64> {
+        self.first_system_err
     }
 
     /// Feeds the next chunk of the body; payload pieces go to `sink` as they are found.
@@ -140,6 +148,9 @@ impl Demux {
             return Err(self.fail(format!("nonzero padding in frame header {}", hex_bytes(&h))));
         }
         self.stream = stream;
+        if stream == Stream::SystemErr && self.first_system_err.is_none() {
+            self.first_system_err = Some(self.frame_start);
+        }
         self.frame_size = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
         self.remaining = self.frame_size;
         Ok(())

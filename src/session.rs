@@ -297,7 +297,8 @@ impl Session {
             }
         };
         let mut state = Processor::new(&check, &self.bundle, tier, rel);
-        let mut failure: Option<Error> = None;
+        // The first failure and the byte offset where the good evidence stops.
+        let mut failure: Option<(Error, u64)> = None;
         let mut stop = self.stop.clone();
         loop {
             let idle = if live {
@@ -339,13 +340,13 @@ impl Session {
                     if let Ok(data) = frame.into_data() {
                         let offset = payload.bytes();
                         if let Err(e) = payload.write(&data) {
-                            failure = Some(e);
+                            failure = Some((e, offset));
                             break;
                         }
                         self.meter
                             .bytes
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Err(e) = state.push(&data, offset, self) {
+                        if let Err(e) = state.push(&data, offset) {
                             if failure.is_none() {
                                 failure = Some(e);
                             }
@@ -353,34 +354,61 @@ impl Session {
                     }
                 }
                 Ok(Some(Err(e))) => {
-                    let kind = if e.is_parse() {
-                        Kind::Protocol
-                    } else {
-                        Kind::Truncated
-                    };
-                    failure = Some(Error::new(
-                        kind,
-                        format!("the body broke off after {} bytes: {e}", payload.bytes()),
-                    ));
+                    failure = Some((body_error(&e, payload.bytes()), payload.bytes()));
                     break;
                 }
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some((e, payload.bytes()));
                     break;
                 }
             }
         }
-        let received = payload.bytes();
         if failure.is_none() {
             if let Err(e) = state.finish_check() {
                 failure = Some(e);
             }
         }
-        let (extra, json_bytes, derived) = state.finish(self);
+        let (mut extra, json_bytes, derived) = state.finish();
         let (written, disk_err) = payload.finish();
         if failure.is_none() {
-            failure = disk_err;
+            failure = disk_err.map(|e| (e, written.disk_bytes));
         }
+        // JSON is parsed before the record is written, so a broken answer is recorded as
+        // incomplete with the offset where it breaks.
+        let mut json = None;
+        if let (true, Some(bytes)) = (failure.is_none(), json_bytes) {
+            if bytes.is_empty() {
+                if podman_answers_empty(call.template) {
+                    // Podman answers these with an empty 200 when it cannot serve them (top of
+                    // a paused container): a fact about the engine, not a broken answer.
+                    self.unavailable(call, "the engine answered 200 with an empty body");
+                } else {
+                    failure = Some((Error::protocol("an empty body where JSON was expected"), 0));
+                }
+            } else {
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(v) => json = Some(v),
+                    Err(e) => {
+                        let at = json_offset(&bytes, e.line(), e.column());
+                        failure = Some((
+                            Error::protocol(format!("the answer is not valid JSON: {e}")),
+                            at,
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(v) = &json {
+            if let Some(shape) = expected_shape(call.template) {
+                if !shape_fits(shape, v) {
+                    let err =
+                        Error::protocol(format!("expected a JSON {shape}, got {}", kind_of(v)));
+                    failure = Some((err, 0));
+                    json = None;
+                }
+            }
+        }
+        extra.retain(|(k, _)| k != "json_error");
         let complete = failure.is_none();
         let mut f = Map::new();
         f.insert("endpoint".into(), json!(call.template));
@@ -427,31 +455,9 @@ impl Session {
                 self.log("artifact", d);
             }
         }
-        if let Some(e) = &failure {
-            self.error(call, e, received, Some(&written.path));
+        if let Some((e, offset)) = &failure {
+            self.error(call, e, *offset, Some(&written.path));
         }
-        let json = match (&check, json_bytes) {
-            // Podman answers some requests it cannot serve (top of a paused container) with
-            // an empty 200: a fact about the engine, not a broken answer.
-            (Check::Json, Some(bytes)) if complete && bytes.is_empty() => {
-                self.unavailable(call, "the engine answered 200 with an empty body");
-                None
-            }
-            (Check::Json, Some(bytes)) if complete => match serde_json::from_slice::<Value>(&bytes)
-            {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    let err = Error::protocol(format!("the answer is not valid JSON: {e}"));
-                    self.error(call, &err, e.column() as u64, Some(&written.path));
-                    return Some(Fetched {
-                        written,
-                        json: None,
-                        complete: false,
-                    });
-                }
-            },
-            _ => None,
-        };
         Some(Fetched {
             written,
             json,
@@ -488,6 +494,96 @@ impl Session {
             },
             Err(_) => text.trim().to_string(),
         }
+    }
+}
+
+/// Describe a body that broke off: hyper's message is terse, the cause is in its sources.
+fn body_error(e: &hyper::Error, received: u64) -> Error {
+    let mut kind = if e.is_parse() {
+        Kind::Protocol
+    } else {
+        Kind::Truncated
+    };
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) {
+                kind = Kind::Protocol;
+            }
+        }
+        source = s.source();
+    }
+    Error::new(
+        kind,
+        format!("the body broke off after {received} bytes: {detail}"),
+    )
+}
+
+/// Byte offset of a JSON error from serde_json's 1-based line and column.
+fn json_offset(bytes: &[u8], line: usize, column: usize) -> u64 {
+    let mut start = 0usize;
+    for _ in 1..line {
+        match bytes
+            .get(start..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+        {
+            Some(p) => start += p + 1,
+            None => break,
+        }
+    }
+    (start + column.saturating_sub(1)) as u64
+}
+
+/// The endpoints where Podman gives an empty 200 instead of an answer.
+fn podman_answers_empty(template: &str) -> bool {
+    matches!(
+        template,
+        "/containers/{id}/top" | "/containers/{id}/stats" | "/images/json"
+    )
+}
+
+/// The JSON shape the collector relies on for an endpoint; anything else is a protocol error.
+fn expected_shape(template: &str) -> Option<&'static str> {
+    match template {
+        "/containers/json"
+        | "/images/json"
+        | "/networks"
+        | "/plugins"
+        | "/images/{name}/history" => Some("array"),
+        "/containers/{id}/json"
+        | "/images/{name}/json"
+        | "/info"
+        | "/version"
+        | "/volumes"
+        | "/containers/{id}/top" => Some("object"),
+        "/containers/{id}/changes" => Some("array or null"),
+        _ => None,
+    }
+}
+
+fn shape_fits(shape: &str, v: &Value) -> bool {
+    match shape {
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "array or null" => v.is_array() || v.is_null(),
+        _ => true,
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -557,7 +653,8 @@ impl Processor {
         }
     }
 
-    fn push(&mut self, data: &[u8], offset: u64, _session: &Session) -> Result<()> {
+    /// Check the bytes that start at `offset`; on failure, say where the good data stops.
+    fn push(&mut self, data: &[u8], offset: u64) -> std::result::Result<(), (Error, u64)> {
         match self {
             Processor::Raw => Ok(()),
             Processor::Json(buf, over) => {
@@ -571,10 +668,13 @@ impl Processor {
                 Ok(())
             }
             Processor::Tar(walker) => walker.push(data).map_err(|e| {
-                Error::protocol(format!(
-                    "not a valid tar at byte {}: {}",
-                    e.offset, e.detail
-                ))
+                (
+                    Error::protocol(format!(
+                        "not a valid tar at byte {}: {}",
+                        e.offset, e.detail
+                    )),
+                    e.offset,
+                )
             }),
             Processor::Logs {
                 demux: Some(demux),
@@ -601,15 +701,15 @@ impl Processor {
                         }
                     }
                 });
-                let _ = offset;
                 if let Err(e) = r {
-                    return Err(Error::protocol(format!(
-                        "bad log frame at byte {}: {}",
-                        e.offset, e.detail
-                    )));
+                    let at = e.offset;
+                    return Err((
+                        Error::protocol(format!("bad log frame at byte {at}: {}", e.detail)),
+                        at,
+                    ));
                 }
                 match write_err {
-                    Some(m) => Err(Error::new(Kind::Io, m)),
+                    Some(m) => Err((Error::new(Kind::Io, m), offset)),
                     None => Ok(()),
                 }
             }
@@ -617,13 +717,16 @@ impl Processor {
         }
     }
 
-    fn finish_check(&self) -> Result<()> {
+    fn finish_check(&self) -> std::result::Result<(), (Error, u64)> {
         match self {
             Processor::Tar(walker) => walker.finish().map(|_| ()).map_err(|e| {
-                Error::protocol(format!(
-                    "not a complete tar at byte {}: {}",
-                    e.offset, e.detail
-                ))
+                (
+                    Error::protocol(format!(
+                        "not a complete tar at byte {}: {}",
+                        e.offset, e.detail
+                    )),
+                    e.offset,
+                )
             }),
             Processor::Logs {
                 demux: Some(demux),
@@ -631,30 +734,29 @@ impl Processor {
                 ..
             } => {
                 demux.finish().map_err(|e| {
-                    Error::new(
-                        Kind::Truncated,
-                        format!(
-                            "log stream ends inside a frame at byte {}: {}",
-                            e.offset, e.detail
-                        ),
-                    )
+                    let msg = format!(
+                        "log stream ends inside a frame at byte {}: {}",
+                        e.offset, e.detail
+                    );
+                    (Error::new(Kind::Truncated, msg), e.offset)
                 })?;
-                if daemon_errors.is_empty() {
-                    Ok(())
-                } else {
-                    Err(Error::protocol(format!(
-                        "the daemon reported an error inside the log stream: {}",
-                        daemon_errors.join(" | ")
-                    )))
+                match demux.first_system_err() {
+                    None => Ok(()),
+                    Some(at) => Err((
+                        Error::protocol(format!(
+                            "the daemon reported an error inside the log stream (stream type 3 at byte {at}): {}",
+                            daemon_errors.join(" | ")
+                        )),
+                        at,
+                    )),
                 }
             }
-            Processor::Json(_, true) => Ok(()),
             _ => Ok(()),
         }
     }
 
     /// Extra artifact fields, the JSON bytes to parse, and the derived files written.
-    fn finish(self, _session: &Session) -> Finished {
+    fn finish(self) -> Finished {
         match self {
             Processor::Raw => (vec![], None, vec![]),
             Processor::Json(buf, over) => {

@@ -279,7 +279,11 @@ impl Transport {
             // hyper's own message is terse ("connection error"); the cause is in its sources,
             // e.g. why an ssh tunnel closed.
             let mut detail = e.to_string();
-            let mut kind = Kind::Truncated;
+            let mut kind = if e.is_parse() {
+                Kind::Protocol
+            } else {
+                Kind::Truncated
+            };
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 detail.push_str(": ");

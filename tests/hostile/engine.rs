@@ -5,7 +5,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +41,9 @@ impl Request {
 }
 
 pub type Behaviour = Arc<dyn Fn(&Request, &mut Conn) + Send + Sync>;
+
+/// A default answer, given the engine's world.
+type Answer = Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync>;
 
 struct Route {
     pattern: Vec<String>,
@@ -319,10 +322,6 @@ impl Builder {
         }
     }
 
-    pub fn world(&self) -> Arc<World> {
-        self.world.clone()
-    }
-
     fn add(
         mut self,
         pat: &str,
@@ -373,11 +372,10 @@ impl Builder {
 
     fn defaults(mut self) -> Builder {
         let w = self.world.clone();
-        let d =
-            |b: Builder, pat: &str, f: Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync>| {
-                let w = w.clone();
-                b.route(pat, move |r, c| f(&w, r, c))
-            };
+        let d = |b: Builder, pat: &str, f: Answer| {
+            let w = w.clone();
+            b.route(pat, move |r, c| f(&w, r, c))
+        };
         self = d(
             self,
             "/_ping",
@@ -410,17 +408,16 @@ impl Builder {
                 let _ = c.json(200, &w.containers_json());
             }),
         );
-        let per_container =
-            |tail: &'static str| -> Box<dyn Fn(&World, &Request, &mut Conn) + Send + Sync> {
-                Box::new(move |w, r, c| {
-                    let Some(ct) = w.container(r.object()) else {
-                        let _ = c.json(
-                            404,
-                            &json!({"message": format!("No such container: {}", r.object())}),
-                        );
-                        return;
-                    };
-                    let _ = match tail {
+        let per_container = |tail: &'static str| -> Answer {
+            Box::new(move |w, r, c| {
+                let Some(ct) = w.container(r.object()) else {
+                    let _ = c.json(
+                        404,
+                        &json!({"message": format!("No such container: {}", r.object())}),
+                    );
+                    return;
+                };
+                let _ = match tail {
                     "json" => c.json(200, &w.inspect(ct)),
                     "top" => c.json(200, &json!({"Titles": ["PID", "CMD"], "Processes": [["4242", "sh -c sleep 1d"]]})),
                     "stats" => c.json(200, &json!({"read": make::rfc3339_now(), "pids_stats": {"current": 1}, "memory_stats": {"usage": 1024}})),
@@ -433,8 +430,8 @@ impl Builder {
                     "archive" => c.respond(200, "application/x-tar", &make::export_tar("archive")),
                     _ => c.not_found(tail),
                 };
-                })
-            };
+            })
+        };
         for tail in [
             "json", "top", "stats", "changes", "logs", "export", "archive",
         ] {
@@ -577,7 +574,6 @@ impl Builder {
             }
         });
         Engine {
-            sock: sock.to_path_buf(),
             requests,
             stop,
             accept: Some(accept),
@@ -588,7 +584,6 @@ impl Builder {
 
 /// A running fake engine; stops when dropped.
 pub struct Engine {
-    pub sock: PathBuf,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,

@@ -591,6 +591,9 @@ pub fn common(c: &mut Checks, case: &Case, run: &Run, engine: &Engine, expect: &
         run.elapsed,
         indent(&run.stderr, 4000)
     ));
+    if !run.stdout.is_empty() {
+        c.context(format!("  stdout:\n{}", indent(&run.stdout, 2000)));
+    }
     c.check(!run.killed, || {
         format!("dac hung and was killed after {HARD_LIMIT:?}")
     });
