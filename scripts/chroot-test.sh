@@ -11,7 +11,6 @@
 set -Eeuo pipefail
 trap 'echo "[chroot-test] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
 cd "$(dirname "$0")/.."
-ROOT=$(pwd -P)
 
 [ -x dist/dac ] || { echo "chroot-test: dist/dac missing: run scripts/build-release.sh first"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "chroot-test: needs root"; exit 1; }

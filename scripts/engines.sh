@@ -262,6 +262,8 @@ start_docker() {
                 grep -qiE 'overlay|storage.driver|graphdriver' "$D/dockerd.log"; then
                 log "dockerd did not start with overlay2; retrying with vfs"
                 stop_pidfile "$D/dockerd.pid" dockerd
+                unmount_under "$D/data"
+                unmount_under "$D/exec"
                 rm -rf "$D/data" "$D/exec" "$DOCKER_SOCK"
                 mkdir -p "$D/data" "$D/exec"
                 launch_dockerd vfs
@@ -433,10 +435,9 @@ cmd_start() {
     mkdir -p "$ENG" "$D" "$P"
     chmod 755 "$ENG"
     make_tls
-    local rc=0
-    if want_docker; then start_docker || rc=1; fi
-    if want_podman; then start_podman || rc=1; fi
-    return $rc
+    # Not `start_docker || ...`: that would switch errexit off inside it.
+    if want_docker; then start_docker; fi
+    if want_podman; then start_podman; fi
 }
 
 cmd_stop() {

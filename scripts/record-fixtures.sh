@@ -27,7 +27,7 @@ record() { # engine socket folder [collect args...]
     shift 3
     local dir="$ROOT/fixtures/$name" out
     out=$(mktemp -d)
-    rm -rf "$dir"
+    rm -rf "$dir" 2>/dev/null || true
     log "recording $name"
     "$DAC" collect -H "unix://$sock" --record "$dir" --out "$out/bag" --quiet --case FIXTURE "$@" || true
     "$DAC" verify "$out/bag" >/dev/null || log "WARNING: the bundle recorded for $name does not verify"
@@ -35,17 +35,23 @@ record() { # engine socket folder [collect args...]
 }
 
 # A collection that loses its target mid-run: the target is removed as soon as the engine
-# reports our `top` on it, so the metadata, log and export requests meet a real 404.
+# reports our `top` on it, so the metadata, log and export requests meet a real 404. The
+# paused container of the scene is collected too: the daemon takes a second to give its
+# stats, which leaves the removal time to finish before the metadata requests start.
 record_vanish() { # engine cli socket folder
     local engine=$1 cli=$2 sock=$3 name=$4 try
     for try in 1 2 3 4 5 6 7 8; do
         $cli rm -f vanish1 >/dev/null 2>&1 || true
         $cli run -d --name vanish1 --label dac.scene=1 ${EXTRA_RUN:-} forensic/busybox:1.35 /bin/toy tick 0 >/dev/null
-        ( $cli events --filter container=vanish1 --filter event=top --format '{{.Action}}' 2>/dev/null |
-            head -n1 >/dev/null; $cli rm -f vanish1 >/dev/null 2>&1 ) &
+        # The trigger is the recording itself: once the request for processes is on disk,
+        # the container goes (Podman emits no event for a read, so events cannot serve here).
+        local dir="$ROOT/fixtures/$name"
+        rm -rf "$dir"
+        ( until grep -qs 'GET [^ ]*/top' "$dir"/*.req 2>/dev/null; do sleep 0.01; done
+          $cli rm -f vanish1 >/dev/null 2>&1 ) &
         local watcher=$!
-        sleep 1
-        record "$engine" "$sock" "$name" --container vanish1
+        sleep 0.5
+        record "$engine" "$sock" "$name" --container vanish1 --container paused1 --no-save
         kill "$watcher" 2>/dev/null || true
         wait "$watcher" 2>/dev/null || true
         if grep -q '"status": *404\|"status":404' "$ROOT/fixtures/$name/manifest.json"; then

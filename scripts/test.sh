@@ -58,7 +58,7 @@ ensure_validators() {
     if ! python3 -m pip --version >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq python3-pip </dev/null >/dev/null || true
     fi
-    local pipargs=(install --quiet --disable-pip-version-check --no-input bagit case-utils)
+    local pipargs=(install --quiet --disable-pip-version-check --no-input --root-user-action=ignore bagit case-utils)
     python3 -m pip "${pipargs[@]}" </dev/null ||
         python3 -m pip "${pipargs[@]}" --break-system-packages </dev/null || return 1
     command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true

@@ -268,7 +268,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 .await,
             );
         }
-        if state == "running" {
+        // A paused container still holds its memory; the daemon takes a second to answer.
+        if state == "running" || state == "paused" {
             tasks.push(
                 spawn_fetch(
                     &session,

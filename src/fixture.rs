@@ -874,6 +874,9 @@ struct Entry {
     /// Which ignored keys the recorded request carried.
     present: Vec<String>,
     layout: Layout,
+    /// The live event stream never ends by itself: the collector closed it while recording.
+    /// Replay then holds the connection open after the recorded bytes, as the engine did.
+    held_open: bool,
 }
 
 /// A loaded and checked fixture directory that serves in-memory connections.
@@ -1130,10 +1133,14 @@ impl Replay {
             Some((m, t)) => format!("{m} {t}"),
             None => "malformed request".to_string(),
         };
-        let _ = match found {
+        let sent = match found {
             Some(i) => self.send(i, &mut io, &what).await,
             None => send_miss(&mut io, &format!("no recorded exchange for {what}")).await,
         };
+        if sent.is_ok() && found.is_some_and(|i| self.entries.get(i).is_some_and(|e| e.held_open)) {
+            let mut sink = [0u8; 256];
+            while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
         let _ = io.shutdown().await;
     }
 
@@ -1496,6 +1503,9 @@ fn load_exchange(
             method: method.to_string(),
             query: normalize_query(query, &ignore),
             present: present_keys(query, &ignore),
+            held_open: path.ends_with("/events")
+                && !query.split('&').any(|kv| kv.starts_with("until="))
+                && response.get("complete").and_then(Value::as_bool) == Some(false),
             ignore,
             layout,
         },

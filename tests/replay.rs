@@ -169,7 +169,11 @@ fn full_replay_checks(engine: &str) {
     assert!(split >= 1, "no log with both stdout and stderr");
 
     // Processes of running containers were parsed.
-    let tops = artifacts(&recs, "/containers/{id}/top");
+    // (Podman answers an empty 200 for a paused container: recorded as unavailable.)
+    let tops: Vec<&Value> = artifacts(&recs, "/containers/{id}/top")
+        .into_iter()
+        .filter(|t| t["bytes"] != 0)
+        .collect();
     assert!(!tops.is_empty());
     for t in tops {
         let v: Value =
