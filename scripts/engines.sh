@@ -47,6 +47,9 @@ set -Eeuo pipefail
 trap 'echo "[engines] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
 
 ENG=${DAC_ENGINES_DIR:-/tmp/dac-engines}
+# dockerd, iptables, ip and chroot live in sbin directories that a minimal PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;; esac
+export PATH
 DOCKER_SOCK=$ENG/docker.sock
 PODMAN_SOCK=$ENG/podman.sock
 TLS_PORT=${DAC_ENGINES_TLS_PORT:-2376}
@@ -111,17 +114,18 @@ install_missing() {
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v iptables >/dev/null 2>&1 || need+=(iptables)
     command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ -n "${DAC_ENGINES_NO_INSTALL:-}" ]; then die "missing packages: ${need[*]} (DAC_ENGINES_NO_INSTALL is set)"; fi
     [ "$(id -u)" = 0 ] || die "missing packages ${need[*]} and not root"
-    log "installing: docker.io podman busybox-static openssl curl iptables uidmap (missing: ${need[*]})"
+    log "installing: docker.io podman busybox-static openssl curl iptables uidmap iproute2 (missing: ${need[*]})"
     export DEBIAN_FRONTEND=noninteractive
     local try
     for try in 1 2 3 4 5 6; do
         # -o DPkg::Lock::Timeout waits for another apt instead of failing at once.
         if apt-get -o DPkg::Lock::Timeout=120 update -qq &&
             apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
-                docker.io podman busybox-static openssl curl iptables uidmap </dev/null; then
+                docker.io podman busybox-static openssl curl iptables uidmap iproute2 </dev/null; then
             return 0
         fi
         log "apt-get failed (try $try), retrying in 10 s"

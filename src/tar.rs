@@ -639,8 +639,9 @@ impl TarWalker {
                     recent()
                 ),
             )),
+            // An entry cut short starts at its first extension header, if it has one.
             State::Header if self.fill > 0 => Err(err(
-                self.block_start,
+                self.pending.start.unwrap_or(self.block_start),
                 format!(
                     "stream ends inside a header block ({} of 512 bytes): {}",
                     self.fill,
@@ -1460,5 +1461,19 @@ mod tests {
             println!("{p}: {s:?}");
             assert_eq!(s.entries, idx.len() as u64);
         }
+    }
+
+    /// Fuzz regression (tar_index, crash-11bdb7e3): a PAX header followed by a partial
+    /// header block; the walker blamed the partial block, index_file the PAX header.
+    #[test]
+    fn fuzz_regression_pax_then_partial_header_offsets_agree() {
+        let mut b = TarBuilder::new();
+        b.pax(&[("mtime", b"1796225722.636830728")]);
+        b.raw(&header("src/", b'5', 0, "")[..420]);
+        let t = b.out.clone();
+        let w = walk_all_ways(&t).unwrap_err();
+        let i = index("fuzz-pax-partial", &t).unwrap_err();
+        assert_eq!(w.offset, 0);
+        assert_eq!(i.offset, 0);
     }
 }
