@@ -60,6 +60,10 @@ c() { "${CLI[@]}" "$@"; }
 # No standard input anywhere: CI has none, and -i would wait on it.
 q() { "${CLI[@]}" "$@" </dev/null >/dev/null; }
 
+# One scene build per engine at a time (several people and test runs share the engines).
+exec 9>"$DAC_ENGINES_DIR/scene-$ENGINE.lock"
+flock -w 300 9 || die "another scene build on $ENGINE holds $DAC_ENGINES_DIR/scene-$ENGINE.lock"
+
 WORK=$(mktemp -d /tmp/dac-scene.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -107,7 +111,7 @@ printf 'DAC forensic test scene (%s)\n' "$ROOTFS" >"$R/etc/motd"
 # Fixed owner and times: the layer's bytes, and so its digest, do not depend on when or where the
 # scene was built.
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$R" -cf "$WORK/rootfs.tar" .
-log "rootfs: $(stat -c %s "$WORK/rootfs.tar") bytes, busybox version: $version"
+log "rootfs: $(stat -c %s "$WORK/rootfs.tar") bytes, version: $version"
 
 if [ "$ROOTFS" = busybox ]; then
     base_cmd='["/bin/sh"]'

@@ -171,6 +171,13 @@ fn split_digest(d: &str) -> Option<(&'static str, &str)> {
     }
 }
 
+/// What the checks need from an image config.
+#[derive(Clone)]
+struct ConfigDoc {
+    rootfs: bool,
+    diff_ids: Option<Vec<Option<String>>>,
+}
+
 /// A verified digest of a layer's uncompressed content, or why there is none.
 #[derive(Clone)]
 enum Uncompressed {
@@ -192,6 +199,8 @@ struct Checker {
     raw: HashMap<u64, Result<String, String>>,
     /// Decompressed sha256, by data offset (compressed entries only).
     gunzipped: HashMap<u64, Uncompressed>,
+    /// Parsed configs, by data offset.
+    configs: HashMap<u64, Result<ConfigDoc, String>>,
     config_ids: Vec<String>,
     /// Index and manifest digests whose blobs were verified ("sha256:<hex>").
     targets: Vec<String>,
@@ -213,6 +222,7 @@ impl Checker {
             dropped_failures: 0,
             raw: HashMap::new(),
             gunzipped: HashMap::new(),
+            configs: HashMap::new(),
             config_ids: Vec::new(),
             targets: Vec::new(),
             walked: HashSet::new(),
@@ -515,22 +525,31 @@ impl Checker {
         }
     }
 
+    /// Parses a config once per entry: a manifest.json with many entries naming the
+    /// same config must not make the check re-read it each time.
+    fn config_doc(&mut self, idx: usize) -> Result<ConfigDoc, String> {
+        let off = self.entry(idx).ok_or("internal: entry index")?.data_offset;
+        if let Some(c) = self.configs.get(&off) {
+            return c.clone();
+        }
+        let r = self.read_json_entry(idx).map(|v| ConfigDoc {
+            rootfs: v.get("rootfs").is_some(),
+            diff_ids: v
+                .get("rootfs")
+                .and_then(|r| r.get("diff_ids"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect()),
+        });
+        self.configs.insert(off, r.clone());
+        r
+    }
+
     /// `rootfs.diff_ids` of an image config, or a failure.
-    fn diff_ids(&mut self, config: &Value, name: &str) -> Option<Vec<Option<String>>> {
-        let ids = config
-            .get("rootfs")
-            .and_then(|r| r.get("diff_ids"))
-            .and_then(Value::as_array);
-        let ok = self.check(ids.is_some(), || {
+    fn diff_ids(&mut self, config: &ConfigDoc, name: &str) -> Option<Vec<Option<String>>> {
+        self.check(config.diff_ids.is_some(), || {
             format!("{name}: config has no rootfs.diff_ids array")
         });
-        if !ok {
-            return None;
-        }
-        Some(
-            ids.map(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-        )
+        config.diff_ids.clone()
     }
 
     fn add_config_id(&mut self, hexd: &str) {
@@ -662,7 +681,7 @@ impl Checker {
                 self.check(false, || format!("{config_name}: {e}"));
             }
         }
-        match self.read_json_entry(idx) {
+        match self.config_doc(idx) {
             Ok(v) => self.diff_ids(&v, config_name),
             Err(e) => {
                 self.check(false, || e);
@@ -866,14 +885,14 @@ impl Checker {
         let cfg_ctx = format!("{ctx} config");
         let mut diff_ids = None;
         if let Some((cidx, cdigest)) = self.descriptor_blob(config, &cfg_ctx, false) {
-            match self.read_json_entry(cidx) {
+            match self.config_doc(cidx) {
                 Ok(cv) => {
                     if let Some(h) = cdigest.strip_prefix("sha256:") {
                         self.add_config_id(h);
                     }
                     // Artifacts (attestations) have configs without a rootfs; only
                     // image configs have diff_ids to check.
-                    if cv.get("rootfs").is_some() {
+                    if cv.rootfs {
                         diff_ids = self.diff_ids(&cv, &cfg_ctx);
                     }
                 }

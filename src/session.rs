@@ -266,10 +266,6 @@ impl Session {
         when: Started,
         end: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Option<Fetched> {
-        let Started {
-            utc: start,
-            mono_ns: start_mono,
-        } = when;
         let live = end.is_some();
         let mut end = end.unwrap_or_else(|| tokio::sync::watch::channel(false).1);
         let resp = match self.head(Method::Get, &call.path).await {
@@ -368,7 +364,7 @@ impl Session {
                 failure = Some(e);
             }
         }
-        let (mut extra, json_bytes, derived) = state.finish();
+        let (extra, json_bytes, derived) = state.finish();
         let (written, disk_err) = payload.finish();
         if failure.is_none() {
             failure = disk_err.map(|e| (e, written.disk_bytes));
@@ -408,52 +404,27 @@ impl Session {
                 }
             }
         }
-        extra.retain(|(k, _)| k != "json_error");
         let complete = failure.is_none();
         let mut f = Map::new();
-        f.insert("endpoint".into(), json!(call.template));
-        f.insert("object".into(), json!(call.object));
-        f.insert("path".into(), json!(written.path));
-        f.insert("tier".into(), json!(tier));
-        f.insert("bytes".into(), json!(written.bytes));
-        f.insert("sha256".into(), json!(written.sha256));
-        f.insert("readback_sha256".into(), json!(written.readback_sha256));
-        f.insert("disk_bytes".into(), json!(written.disk_bytes));
-        f.insert("status".into(), json!(status));
-        f.insert("start".into(), json!(start));
-        f.insert("end".into(), json!(clock::utc_now()));
-        f.insert("start_mono_ns".into(), json!(start_mono));
-        f.insert("complete".into(), json!(complete));
         if let Some(stat) = path_stat {
             f.insert("path_stat".into(), decode_path_stat(&stat));
         }
         for (k, v) in extra {
             f.insert(k, v);
         }
-        if !written.readback_sha256.is_empty() {
-            self.meter.artifacts.fetch_add(1, Ordering::Relaxed);
-            self.log("artifact", f);
-        }
+        self.artifact(call, tier, status, &when, &written, complete, f);
         for (w, complete_derived) in derived {
             let mut d = Map::new();
-            d.insert("endpoint".into(), json!(call.template));
-            d.insert("object".into(), json!(call.object));
-            d.insert("path".into(), json!(w.path));
-            d.insert("tier".into(), json!(tier));
-            d.insert("bytes".into(), json!(w.bytes));
-            d.insert("sha256".into(), json!(w.sha256));
-            d.insert("readback_sha256".into(), json!(w.readback_sha256));
-            d.insert("disk_bytes".into(), json!(w.disk_bytes));
-            d.insert("status".into(), json!(status));
-            d.insert("start".into(), json!(start));
-            d.insert("end".into(), json!(clock::utc_now()));
-            d.insert("start_mono_ns".into(), json!(start_mono));
-            d.insert("complete".into(), json!(complete && complete_derived));
             d.insert("derived_from".into(), json!(written.path));
-            if !w.readback_sha256.is_empty() {
-                self.meter.artifacts.fetch_add(1, Ordering::Relaxed);
-                self.log("artifact", d);
-            }
+            self.artifact(
+                call,
+                tier,
+                status,
+                &when,
+                &w,
+                complete && complete_derived,
+                d,
+            );
         }
         if let Some((e, offset)) = &failure {
             self.error(call, e, *offset, Some(&written.path));
@@ -463,6 +434,39 @@ impl Session {
             json,
             complete,
         })
+    }
+
+    /// Write one `artifact` record. A file that could not be read back was removed and is
+    /// not listed; the error record says so.
+    #[allow(clippy::too_many_arguments)]
+    fn artifact(
+        &self,
+        call: &Call,
+        tier: &str,
+        status: u16,
+        when: &Started,
+        w: &Written,
+        complete: bool,
+        mut f: Map<String, Value>,
+    ) {
+        if w.readback_sha256.is_empty() {
+            return;
+        }
+        f.insert("endpoint".into(), json!(call.template));
+        f.insert("object".into(), json!(call.object));
+        f.insert("path".into(), json!(w.path));
+        f.insert("tier".into(), json!(tier));
+        f.insert("bytes".into(), json!(w.bytes));
+        f.insert("sha256".into(), json!(w.sha256));
+        f.insert("readback_sha256".into(), json!(w.readback_sha256));
+        f.insert("disk_bytes".into(), json!(w.disk_bytes));
+        f.insert("status".into(), json!(status));
+        f.insert("start".into(), json!(when.utc));
+        f.insert("end".into(), json!(clock::utc_now()));
+        f.insert("start_mono_ns".into(), json!(when.mono_ns));
+        f.insert("complete".into(), json!(complete));
+        self.meter.artifacts.fetch_add(1, Ordering::Relaxed);
+        self.log("artifact", f);
     }
 
     fn cut(&self, why: Cut) -> Error {
