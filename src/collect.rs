@@ -244,8 +244,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .unwrap_or(Value::Null);
     let all = entries(&session, &api.containers(), &list, "Id");
     let chosen = select(&session, &all, &opts.targets);
-    let small = Arc::new(tokio::sync::Semaphore::new((opts.jobs * 4).clamp(1, 32)));
-    let big = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
+    // Small answers (metadata, logs) run up to 4 x jobs at once; exports and saves run `jobs`.
+    let small = Slots::new(&session, (opts.jobs * 4).clamp(1, 32));
+    let big = Slots::new(&session, opts.jobs.max(1));
     let mut tasks = Vec::new();
     for c in &chosen {
         let state = c.get("State").and_then(Value::as_str).unwrap_or("");
@@ -257,29 +258,27 @@ async fn collect(opts: Options) -> Result<Outcome> {
         let dir = name_for(&id);
         if state == "running" || state == "paused" {
             tasks.push(
-                spawn_fetch(
-                    &session,
-                    &small,
-                    api.container_top(&id),
-                    bundle::TIER_VOLATILE,
-                    format!("containers/{dir}/top.json"),
-                    Check::Json,
-                )
-                .await,
+                small
+                    .get(
+                        api.container_top(&id),
+                        bundle::TIER_VOLATILE,
+                        format!("containers/{dir}/top.json"),
+                        Check::Json,
+                    )
+                    .await,
             );
         }
         // A paused container still holds its memory; the daemon takes a second to answer.
         if state == "running" || state == "paused" {
             tasks.push(
-                spawn_fetch(
-                    &session,
-                    &small,
-                    api.container_stats(&id),
-                    bundle::TIER_VOLATILE,
-                    format!("containers/{dir}/stats.json"),
-                    Check::Json,
-                )
-                .await,
+                small
+                    .get(
+                        api.container_stats(&id),
+                        bundle::TIER_VOLATILE,
+                        format!("containers/{dir}/stats.json"),
+                        Check::Json,
+                    )
+                    .await,
             );
         }
     }
@@ -303,90 +302,32 @@ async fn collect(opts: Options) -> Result<Outcome> {
         let dir = name_for(&id);
         inspects.push((
             id.clone(),
-            spawn_fetch(
-                &session,
-                &small,
-                api.container_inspect(&id),
-                bundle::TIER_METADATA,
-                format!("containers/{dir}/inspect.json"),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(
+                    api.container_inspect(&id),
+                    format!("containers/{dir}/inspect.json"),
+                )
+                .await,
         ));
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.container_changes(&id),
-                bundle::TIER_METADATA,
-                format!("containers/{dir}/changes.json"),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(
+                    api.container_changes(&id),
+                    format!("containers/{dir}/changes.json"),
+                )
+                .await,
         );
     }
-    let version = spawn_fetch(
-        &session,
-        &small,
-        api.version(),
-        bundle::TIER_METADATA,
-        "version.json".into(),
-        Check::Json,
-    )
-    .await;
-    tasks.push(
-        spawn_fetch(
-            &session,
-            &small,
-            api.system_df(),
-            bundle::TIER_METADATA,
-            "system-df.json".into(),
-            Check::Json,
-        )
-        .await,
-    );
-    let images_list = spawn_fetch(
-        &session,
-        &small,
-        api.images(),
-        bundle::TIER_METADATA,
-        "images.json".into(),
-        Check::Json,
-    )
-    .await;
-    let networks_list = spawn_fetch(
-        &session,
-        &small,
-        api.networks(),
-        bundle::TIER_METADATA,
-        "networks.json".into(),
-        Check::Json,
-    )
-    .await;
-    let volumes_list = spawn_fetch(
-        &session,
-        &small,
-        api.volumes(),
-        bundle::TIER_METADATA,
-        "volumes.json".into(),
-        Check::Json,
-    )
-    .await;
+    let version = small.meta(api.version(), "version.json".into()).await;
+    tasks.push(small.meta(api.system_df(), "system-df.json".into()).await);
+    let images_list = small.meta(api.images(), "images.json".into()).await;
+    let networks_list = small.meta(api.networks(), "networks.json".into()).await;
+    let volumes_list = small.meta(api.volumes(), "volumes.json".into()).await;
     let plugins_list = if engine == "podman" {
         session.unavailable(&api.plugins(), "Podman's compatible API has no plugins");
         None
     } else {
-        Some(
-            spawn_fetch(
-                &session,
-                &small,
-                api.plugins(),
-                bundle::TIER_METADATA,
-                "plugins.json".into(),
-                Check::Json,
-            )
-            .await,
-        )
+        Some(small.meta(api.plugins(), "plugins.json".into()).await)
     };
     let mut inspected: BTreeMap<String, Value> = BTreeMap::new();
     for (id, task) in inspects {
@@ -488,67 +429,46 @@ async fn collect(opts: Options) -> Result<Outcome> {
     for id in &image_ids {
         let dir = name_for(id);
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.image_inspect(id),
-                bundle::TIER_METADATA,
-                format!("images/{dir}/inspect.json"),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(api.image_inspect(id), format!("images/{dir}/inspect.json"))
+                .await,
         );
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.image_history(id),
-                bundle::TIER_METADATA,
-                format!("images/{dir}/history.json"),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(api.image_history(id), format!("images/{dir}/history.json"))
+                .await,
         );
     }
     for id in &network_ids {
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.network_inspect(id),
-                bundle::TIER_METADATA,
-                format!("networks/{}.json", name_for(id)),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(
+                    api.network_inspect(id),
+                    format!("networks/{}.json", name_for(id)),
+                )
+                .await,
         );
     }
     for name in &volume_names {
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.volume_inspect(name),
-                bundle::TIER_METADATA,
-                format!("volumes/{}.json", name_for(name)),
-                Check::Json,
-            )
-            .await,
+            small
+                .meta(
+                    api.volume_inspect(name),
+                    format!("volumes/{}.json", name_for(name)),
+                )
+                .await,
         );
     }
     if !targeted {
         for p in &entries(&session, &api.plugins(), &plugins_json, "Name") {
             if let Some(name) = p.get("Name").and_then(Value::as_str) {
                 tasks.push(
-                    spawn_fetch(
-                        &session,
-                        &small,
-                        api.plugin_inspect(name),
-                        bundle::TIER_METADATA,
-                        format!("plugins/{}.json", name_for(name)),
-                        Check::Json,
-                    )
-                    .await,
+                    small
+                        .meta(
+                            api.plugin_inspect(name),
+                            format!("plugins/{}.json", name_for(name)),
+                        )
+                        .await,
                 );
             }
         }
@@ -559,28 +479,12 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if manager {
-        tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.swarm(),
-                bundle::TIER_METADATA,
-                "swarm/swarm.json".into(),
-                Check::Json,
-            )
-            .await,
-        );
+        tasks.push(small.meta(api.swarm(), "swarm/swarm.json".into()).await);
         for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
             tasks.push(
-                spawn_fetch(
-                    &session,
-                    &small,
-                    api.swarm_list(kind),
-                    bundle::TIER_METADATA,
-                    format!("swarm/{kind}.json"),
-                    Check::Json,
-                )
-                .await,
+                small
+                    .meta(api.swarm_list(kind), format!("swarm/{kind}.json"))
+                    .await,
             );
         }
     } else {
@@ -607,15 +511,14 @@ async fn collect(opts: Options) -> Result<Outcome> {
             None => Check::Raw,
         };
         tasks.push(
-            spawn_fetch(
-                &session,
-                &small,
-                api.container_logs(&id),
-                bundle::TIER_LOGS,
-                format!("containers/{}/logs.raw", name_for(&id)),
-                check,
-            )
-            .await,
+            small
+                .get(
+                    api.container_logs(&id),
+                    bundle::TIER_LOGS,
+                    format!("containers/{}/logs.raw", name_for(&id)),
+                    check,
+                )
+                .await,
         );
     }
     join(tasks).await;
@@ -631,9 +534,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         let dir = name_for(&id);
         if !opts.no_export {
             tasks.push(
-                spawn_fetch(
-                    &session,
-                    &big,
+                big.get(
                     api.container_export(&id),
                     bundle::TIER_FILESYSTEM,
                     format!("containers/{dir}/export.tar"),
@@ -646,15 +547,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
             let call = api.container_archive(&id, p);
             let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
             tasks.push(
-                spawn_fetch(
-                    &session,
-                    &big,
-                    call,
-                    bundle::TIER_FILESYSTEM,
-                    file,
-                    Check::Tar,
-                )
-                .await,
+                big.get(call, bundle::TIER_FILESYSTEM, file, Check::Tar)
+                    .await,
             );
         }
     }
@@ -662,24 +556,16 @@ async fn collect(opts: Options) -> Result<Outcome> {
         let mut order: Vec<&String> = image_ids.iter().collect();
         order.sort_by_key(|id| std::cmp::Reverse(image_sizes.get(*id).copied().unwrap_or(0)));
         for id in order {
-            let call = api.image_save(id);
             let rel = format!("{}/save.tar", name_for(id));
-            let s = session.clone();
-            let id = id.clone();
-            let permit = big.clone().acquire_owned().await;
-            let when = s.started();
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                if let Some(f) = s
-                    .fetch_from(&call, bundle::TIER_IMAGES, &rel, Check::Tar, when, None)
-                    .await
-                {
-                    if f.complete {
-                        image_check(&s, &call, &f.written.path, &id).await;
-                    }
-                }
-                None
-            }));
+            tasks.push(
+                big.get(
+                    api.image_save(id),
+                    bundle::TIER_IMAGES,
+                    rel,
+                    Check::Image(id.clone()),
+                )
+                .await,
+            );
         }
     }
     join(tasks).await;
@@ -939,64 +825,44 @@ fn select(session: &Session, all: &[Value], targets: &[String]) -> Vec<Value> {
 
 type Task = tokio::task::JoinHandle<Option<Value>>;
 
-/// Start one fetch once a slot is free. Taking the slot before spawning keeps the start order
-/// equal to the plan's order, which is what the volatility order is checked on.
-async fn spawn_fetch(
-    session: &Arc<Session>,
-    slots: &Arc<tokio::sync::Semaphore>,
-    call: Call,
-    tier: &'static str,
-    rel: String,
-    check: Check,
-) -> Task {
-    let permit = slots.clone().acquire_owned().await;
-    let s = session.clone();
-    let when = s.started();
-    tokio::spawn(async move {
-        let _permit = permit;
-        s.fetch_from(&call, tier, &rel, check, when, None)
+/// A pool of request slots. Taking the slot before spawning keeps the start order equal to
+/// the plan's order, which is what the volatility order is checked on.
+struct Slots {
+    session: Arc<Session>,
+    sem: Arc<tokio::sync::Semaphore>,
+}
+
+impl Slots {
+    fn new(session: &Arc<Session>, n: usize) -> Slots {
+        Slots {
+            session: session.clone(),
+            sem: Arc::new(tokio::sync::Semaphore::new(n)),
+        }
+    }
+
+    /// A JSON answer of the metadata tier.
+    async fn meta(&self, call: Call, rel: String) -> Task {
+        self.get(call, bundle::TIER_METADATA, rel, Check::Json)
             .await
-            .and_then(|f| f.json)
-    })
+    }
+
+    /// Start one fetch once a slot is free; the task hands back the parsed JSON, if any.
+    async fn get(&self, call: Call, tier: &'static str, rel: String, check: Check) -> Task {
+        let permit = self.sem.clone().acquire_owned().await;
+        let s = self.session.clone();
+        let when = s.started();
+        tokio::spawn(async move {
+            let _permit = permit;
+            s.fetch_from(&call, tier, &rel, check, when, None)
+                .await
+                .and_then(|f| f.json)
+        })
+    }
 }
 
 async fn join(tasks: Vec<Task>) {
     for t in tasks {
         let _ = t.await;
-    }
-}
-
-/// Verify a saved image against its own digests and record the result.
-async fn image_check(session: &Arc<Session>, call: &Call, path: &str, id: &str) {
-    let full = session.bundle.root().join(path);
-    let expected = id.to_string();
-    let result =
-        tokio::task::spawn_blocking(move || crate::image_check::check_file(&full, Some(&expected)))
-            .await;
-    let mut f = Map::new();
-    f.insert("endpoint".into(), json!(call.template));
-    f.insert("object".into(), json!(call.object));
-    f.insert("path".into(), json!(path));
-    match result {
-        Ok(Ok(report)) => {
-            let ok = report.ok;
-            f.insert("image_check".into(), report.to_json());
-            session.log("image_check", f);
-            if !ok {
-                let detail = format!(
-                    "saved image fails its own digests: {}",
-                    report.failures.join("; ")
-                );
-                session.error(call, &Error::new(Kind::Integrity, detail), 0, Some(path));
-            }
-        }
-        Ok(Err(e)) => session.error(call, &e, 0, Some(path)),
-        Err(e) => session.error(
-            call,
-            &Error::new(Kind::Integrity, format!("image check stopped: {e}")),
-            0,
-            Some(path),
-        ),
     }
 }
 

@@ -30,6 +30,9 @@ pub enum Check {
     Tar,
     /// Demultiplex a non-TTY log into derived stdout/stderr files.
     Logs { tty: bool },
+    /// A saved image: validate the tar, then verify it against its own digests (the ID asked
+    /// for must be in it).
+    Image(String),
 }
 
 /// The outcome of a fetch that produced a file.
@@ -429,11 +432,49 @@ impl Session {
         if let Some((e, offset)) = &failure {
             self.error(call, e, *offset, Some(&written.path));
         }
+        if let (Check::Image(id), true) = (&check, complete) {
+            self.image_check(call, &written.path, id).await;
+        }
         Some(Fetched {
             written,
             json,
             complete,
         })
+    }
+
+    /// Verify a saved image against its own digests and record the result.
+    async fn image_check(&self, call: &Call, path: &str, id: &str) {
+        let full = self.bundle.root().join(path);
+        let expected = id.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            crate::image_check::check_file(&full, Some(&expected))
+        })
+        .await;
+        let mut f = Map::new();
+        f.insert("endpoint".into(), json!(call.template));
+        f.insert("object".into(), json!(call.object));
+        f.insert("path".into(), json!(path));
+        match result {
+            Ok(Ok(report)) => {
+                let ok = report.ok;
+                f.insert("image_check".into(), report.to_json());
+                self.log("image_check", f);
+                if !ok {
+                    let detail = format!(
+                        "saved image fails its own digests: {}",
+                        report.failures.join("; ")
+                    );
+                    self.error(call, &Error::new(Kind::Integrity, detail), 0, Some(path));
+                }
+            }
+            Ok(Err(e)) => self.error(call, &e, 0, Some(path)),
+            Err(e) => self.error(
+                call,
+                &Error::new(Kind::Integrity, format!("image check stopped: {e}")),
+                0,
+                Some(path),
+            ),
+        }
     }
 
     /// Write one `artifact` record. A file that could not be read back was removed and is
@@ -627,7 +668,7 @@ impl Processor {
         match check {
             Check::Raw => Processor::Raw,
             Check::Json => Processor::Json(Vec::new(), false),
-            Check::Tar => Processor::Tar(TarWalker::new()),
+            Check::Tar | Check::Image(_) => Processor::Tar(TarWalker::new()),
             Check::Logs { tty } => {
                 if *tty {
                     Processor::Logs {

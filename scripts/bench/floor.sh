@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The floor for the benchmark: every request that `dac collect` sends, straight to the socket with
+# curl, bodies to /dev/null, a few at a time (xargs -P, default 4). Nothing is written, hashed,
+# parsed or checked, except the five list answers, which are needed to know what to ask next.
+#
+#   floor.sh --sock PATH [--no-export] [--no-save] [-P N] [--flat]
+#
+# Default (phased): the collector's own plan, tier after tier, as src/collect.rs does it:
+#   buffered events (and the live stream, held open to the end), container list;
+#   top and one-shot stats of running/paused containers;
+#   info; inspect and changes of every container, version, df, image/network/volume/plugin lists;
+#   inspect and history of every image, inspect of every network (verbose), volume and plugin;
+#   logs of every container; exports, then image saves (largest first).
+# --flat: no tiers: after the lists, every request in one queue, exports and saves first.
+# Within a tier the URLs are split into N batches, one curl per batch (one connection, reused),
+# N curls at once; exports and saves get a curl each.
+set -Eeuo pipefail
+
+SOCK= NO_EXPORT= NO_SAVE= P=4 FLAT=
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --sock) SOCK=$2; shift 2 ;;
+    --no-export) NO_EXPORT=1; shift ;;
+    --no-save) NO_SAVE=1; shift ;;
+    -P) P=$2; shift 2 ;;
+    --flat) FLAT=1; shift ;;
+    *) echo "usage: $0 --sock PATH [--no-export] [--no-save] [-P N] [--flat]" >&2; exit 64 ;;
+    esac
+done
+[ -S "$SOCK" ] || { echo "floor: no socket at '$SOCK'" >&2; exit 2; }
+export SOCK
+
+T=$(mktemp -d /tmp/dac-bench-floor.XXXXXX)
+LIVE=
+cleanup() {
+    [ -n "$LIVE" ] && kill "$LIVE" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+B=http://localhost
+get() { curl -sf --unix-socket "$SOCK" "$B$1"; }
+# Percent-encode one path segment (as src/endpoints.rs does).
+enc() { jq -rn --arg s "$1" '$s|@uri'; }
+
+# batch: read URLs (paths) on stdin, fetch them with P curls at once, bodies to /dev/null.
+batch() {
+    local n per
+    mapfile -t urls
+    n=${#urls[@]}
+    [ "$n" -gt 0 ] || return 0
+    per=$(((n + P - 1) / P))
+    printf '%s\n' "${urls[@]}" | xargs -d '\n' -P "$P" -n "$per" bash -c '
+        a=(); for u in "$@"; do a+=("http://localhost$u" -o /dev/null); done
+        curl -s --unix-socket "$SOCK" "${a[@]}"' _
+}
+# heavy: one curl per URL (exports and saves), P at once.
+heavy() {
+    xargs -d '\n' -r -P "$P" -n 1 bash -c 'curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"' _
+}
+
+V=$(curl -sfI --unix-socket "$SOCK" "$B/_ping" | tr -d '\r' | awk -F': ' 'tolower($1)=="api-version"{print $2}')
+V=/v${V:-1.41}
+now=$(date +%s.%N)
+get "$V/events?since=0&until=$now" >/dev/null
+curl -s --unix-socket "$SOCK" -o /dev/null "$B$V/events?since=$now" &
+LIVE=$!
+get "$V/containers/json?all=1" >"$T/containers.json"
+
+# One line per container: id, state, image id.
+jq -r '.[] | [.Id, .State, .ImageID] | @tsv' "$T/containers.json" >"$T/c.tsv"
+ids() { cut -f1 "$T/c.tsv"; }
+
+volatile_urls() {
+    awk -F'\t' -v v="$V" '$2=="running"||$2=="paused" {
+        print v "/containers/" $1 "/top"; print v "/containers/" $1 "/stats?stream=false&one-shot=true" }' "$T/c.tsv"
+}
+meta_urls() {
+    ids | awk -v v="$V" '{ print v "/containers/" $1 "/json"; print v "/containers/" $1 "/changes" }'
+    printf '%s\n' "$V/version" "$V/system/df"
+}
+lists() {
+    get "$V/images/json" >"$T/images.json" &
+    get "$V/networks" >"$T/networks.json" &
+    get "$V/volumes" >"$T/volumes.json" &
+    get "$V/plugins" >"$T/plugins.json" &
+    wait
+}
+object_urls() {
+    local id
+    { jq -r '.[].Id' "$T/images.json"; cut -f3 "$T/c.tsv"; } | sort -u | while read -r id; do
+        [ -n "$id" ] || continue
+        id=$(enc "$id")
+        printf '%s\n' "$V/images/$id/json" "$V/images/$id/history"
+    done
+    jq -r '.[].Id' "$T/networks.json" | awk -v v="$V" '{ print v "/networks/" $1 "?verbose=1" }'
+    jq -r '(.Volumes // [])[].Name' "$T/volumes.json" | while read -r id; do echo "$V/volumes/$(enc "$id")"; done
+    jq -r '.[].Name' "$T/plugins.json" | while read -r id; do echo "$V/plugins/$(enc "$id")/json"; done
+}
+log_urls() {
+    ids | awk -v v="$V" '{ print v "/containers/" $1 "/logs?stdout=1&stderr=1&timestamps=1&follow=0&tail=all" }'
+}
+heavy_urls() {
+    [ -n "$NO_EXPORT" ] || ids | awk -v v="$V" '{ print v "/containers/" $1 "/export" }'
+    if [ -z "$NO_SAVE" ]; then
+        jq -r 'sort_by(-.Size) | .[].Id' "$T/images.json" | while read -r id; do echo "$V/images/$(enc "$id")/get"; done
+    fi
+}
+
+if [ -z "$FLAT" ]; then
+    volatile_urls | batch
+    get "$V/info" >/dev/null
+    lists &
+    meta_urls | batch
+    wait
+    object_urls | batch
+    log_urls | batch
+    heavy_urls | heavy
+else
+    lists
+    { heavy_urls; volatile_urls; echo "$V/info"; meta_urls; object_urls; log_urls; } >"$T/all"
+    # Heavy first, one curl each; the rest in P batches sharing the same P slots.
+    { grep -E '/(export|get)$' "$T/all" || true; } >"$T/h"
+    { grep -vE '/(export|get)$' "$T/all" || true; } >"$T/s"
+    per=$((($(wc -l <"$T/s") + P - 1) / P))
+    [ "$per" -gt 0 ] || per=1
+    { cat "$T/h"; split -n "l/$P" "$T/s" "$T/part."; ls "$T"/part.* | sed 's/^/@/'; } |
+        xargs -d '\n' -r -P "$P" -n 1 bash -c '
+            if [ "${1#@}" != "$1" ]; then
+                a=(); while IFS= read -r u; do a+=("http://localhost$u" -o /dev/null); done <"${1#@}"
+                [ ${#a[@]} -eq 0 ] || curl -s --unix-socket "$SOCK" "${a[@]}"
+            else
+                curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"
+            fi' _
+fi
