@@ -291,6 +291,21 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .await
         .and_then(|f| f.json);
     let clock_after = clock::utc_now();
+    let mut probe = Map::new();
+    probe.insert(
+        "detail".into(),
+        json!("clock probe: local UTC around GET /info against the daemon's SystemTime"),
+    );
+    probe.insert(
+        "clock".into(),
+        json!({
+            "local_before": clock_before,
+            "local_after": clock_after,
+            "daemon_system_time": info.as_ref().and_then(|i| i.get("SystemTime")).cloned().unwrap_or(Value::Null),
+            "skew_seconds": skew(&clock_before, &clock_after, info.as_ref()),
+        }),
+    );
+    session.log("note", probe);
     let mut tasks = Vec::new();
     let mut inspects = Vec::new();
     for c in &chosen {
