@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Private container engines for DAC's tests: a Docker 20.10 daemon (Debian's docker.io) and a
-# Podman 4 API service, both confined to one directory so that nothing of the machine's own
-# engine configuration is read or changed, and so that a test run can be wiped with `purge`.
+# Private container engines for DAC's tests: a Docker 20.10 daemon (Debian's docker.io), a
+# Podman 4 API service and a second Docker 20.10 daemon that is a single-node swarm manager, all
+# confined to one directory so that nothing of the machine's own engine configuration is read or
+# changed, and so that a test run can be wiped with `purge`.
 #
-#   scripts/engines.sh start    install what is missing, start both engines, wait until they answer
-#   scripts/engines.sh stop     stop both engines (images, volumes and container records are
+#   scripts/engines.sh start    install what is missing, start the engines, wait until they answer;
+#                               make the swarm engine a manager with its objects (see below)
+#   scripts/engines.sh stop     stop the engines (images, volumes and container records are
 #                               kept; containers do not keep running: the scene is rebuilt)
-#   scripts/engines.sh status   print what answers; exit 1 unless both do
+#   scripts/engines.sh status   print what answers; exit 1 unless all do
 #   scripts/engines.sh env      print `export` lines for the tests (eval "$(scripts/engines.sh env)")
 #   scripts/engines.sh purge    stop, kill what the engines left running, unmount, delete everything
 #
-# Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman to act on
-# only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get; for a second docker instance beside
-# the first: DAC_ENGINES_TLS_PORT, DAC_ENGINES_CGROUP, DAC_ENGINES_BRIDGE, DAC_ENGINES_BRIDGE_CIDR,
-# DAC_ENGINES_POOL.
+# Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman|swarm to
+# act on only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get; for a second docker instance
+# beside the first: DAC_ENGINES_TLS_PORT, DAC_ENGINES_CGROUP, DAC_ENGINES_BRIDGE,
+# DAC_ENGINES_BRIDGE_CIDR, DAC_ENGINES_POOL (and DAC_ENGINES_SWARM_PORT, DAC_ENGINES_SWARM_BRIDGE,
+# DAC_ENGINES_SWARM_BRIDGE_CIDR, DAC_ENGINES_SWARM_POOL, DAC_ENGINES_SWARM_CGROUP if its swarm
+# engine runs too).
 #
 # Layout of $DAC_ENGINES_DIR:
-#   docker.sock podman.sock           API sockets (the directory can be bind-mounted into a chroot)
+#   docker.sock podman.sock swarm.sock  API sockets (the directory can be bind-mounted into a chroot)
 #   docker/{data,exec,daemon.json,dockerd.pid,dockerd.log}
 #   podman/{root,runroot,tmp,networks,containers.conf,service.pid,service.log}
+#   swarm/{data,exec,daemon.json,dockerd.pid,dockerd.log,setup.lock}
 #   tls/{ca.pem,ca-key.pem,server-*.pem} and tls/client/{ca.pem,cert.pem,key.pem}
 #   tls-wrong/{ca.pem,cert.pem,key.pem}  a second, unrelated CA with its own client certificate
 #
@@ -43,6 +48,26 @@
 #                               can find container processes that outlived a killed daemon.
 #   --config-file (empty JSON)  /etc/docker/daemon.json, if any, must not merge into our flags.
 #   no --containerd             dockerd starts its own containerd under --exec-root.
+#
+# The swarm engine (tests/swarm.rs) is another dockerd with the same flags but no TLS port, its
+# own bridge dac-swarm0 (172.31.255.1/24), address pool 172.31.0.0/17 and cgroup parent
+# dac-engines-swarm, so that the main engine and its scene never see a swarm. Once it answers it
+# is made, each step only if not done yet (the swarm state lives in its data root):
+#   network docker_gwbridge on a Linux bridge dac-swarm0-gw (not the usual docker_gwbridge,
+#                               which any other swarm engine on the machine would also use)
+#   docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377
+#                     --data-path-port 4799 --default-addr-pool 10.231.0.0/16
+#                               loopback only: nothing outside the machine can join; the VXLAN
+#                               port and overlay pool are not the defaults, which a swarm of the
+#                               machine's own would use.
+#   image   dac-swarm/busybox:1.0   imported from a tar of the static busybox (no registry here)
+#   secret  dac-secret   data: SWARM_SECRET_MARKER below (tests/swarm.rs has the same string and
+#                        checks that it is nowhere in a bundle); label dac.marker.sha256 = its
+#                        SHA-256, so the test can tell that its copy is the secret's data
+#   config  dac-config   data: "dac swarm config v1"
+#   service dac-svc      1 replica of the image, with the secret and the config attached,
+#                        created with --no-resolve-image (nothing to pull from); it is not
+#                        waited for: a task in any state will do.
 set -Eeuo pipefail
 trap 'echo "[engines] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
 
@@ -62,6 +87,15 @@ CGROUP_PARENT=${DAC_ENGINES_CGROUP:-dac-engines-docker}
 BRIDGE=${DAC_ENGINES_BRIDGE:-dac-docker0}
 BRIDGE_CIDR=${DAC_ENGINES_BRIDGE_CIDR:-172.28.255.1/24}
 POOL=${DAC_ENGINES_POOL:-172.29.0.0/16}
+SWARM_SOCK=$ENG/swarm.sock
+S=$ENG/swarm
+SWARM_CGROUP_PARENT=${DAC_ENGINES_SWARM_CGROUP:-dac-engines-swarm}
+SWARM_PORT=${DAC_ENGINES_SWARM_PORT:-2377}
+SWARM_BRIDGE=${DAC_ENGINES_SWARM_BRIDGE:-dac-swarm0}
+SWARM_BRIDGE_CIDR=${DAC_ENGINES_SWARM_BRIDGE_CIDR:-172.31.255.1/24}
+SWARM_POOL=${DAC_ENGINES_SWARM_POOL:-172.31.0.0/17}
+SWARM_IMAGE=dac-swarm/busybox:1.0
+SWARM_SECRET_MARKER=TOP-SECRET-DAC-MARKER-5c81e0f4a7
 
 log() { printf '[engines %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -76,10 +110,12 @@ docker_cli() {
 
 want_docker() { [ "${DAC_ENGINES_ONLY:-docker}" = docker ] || [ -z "${DAC_ENGINES_ONLY:-}" ]; }
 want_podman() { [ "${DAC_ENGINES_ONLY:-podman}" = podman ] || [ -z "${DAC_ENGINES_ONLY:-}" ]; }
+want_swarm() { [ "${DAC_ENGINES_ONLY:-swarm}" = swarm ] || [ -z "${DAC_ENGINES_ONLY:-}" ]; }
 
 ping_sock() { curl -sf --max-time 3 --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1; }
 docker_up() { ping_sock "$DOCKER_SOCK"; }
 podman_up() { ping_sock "$PODMAN_SOCK"; }
+swarm_up() { ping_sock "$SWARM_SOCK"; }
 tls_up() {
     curl -sf --max-time 3 --cacert "$ENG/tls/client/ca.pem" --cert "$ENG/tls/client/cert.pem" \
         --key "$ENG/tls/client/key.pem" "https://127.0.0.1:$TLS_PORT/_ping" >/dev/null 2>&1
@@ -286,16 +322,18 @@ start_docker() {
 # The default bridge is ours, not docker0: another dockerd on the machine (a developer's, or a
 # test's) manages docker0 too and may delete or reconfigure it under us, which makes every
 # `docker run` on the default network fail ("could not find bridge docker0").
+# ensure_bridge [NAME CIDR]: the main engine's bridge by default.
 ensure_bridge() {
-    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-        ip link add "$BRIDGE" type bridge
+    local br=${1:-$BRIDGE} cidr=${2:-$BRIDGE_CIDR}
+    if ! ip link show "$br" >/dev/null 2>&1; then
+        ip link add "$br" type bridge
     fi
     local addrs
-    addrs=$(ip -4 addr show dev "$BRIDGE" 2>/dev/null || true)
-    if ! grep -qF "inet $BRIDGE_CIDR" <<<"$addrs"; then
-        ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+    addrs=$(ip -4 addr show dev "$br" 2>/dev/null || true)
+    if ! grep -qF "inet $cidr" <<<"$addrs"; then
+        ip addr add "$cidr" dev "$br"
     fi
-    ip link set "$BRIDGE" up
+    ip link set "$br" up
 }
 
 launch_dockerd() {
@@ -319,6 +357,156 @@ launch_dockerd() {
         --log-driver json-file \
         </dev/null >>"$D/dockerd.log" 2>&1 &
     echo $! >"$D/dockerd.launch.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The swarm engine: started as the main one is (same recovery of a daemon that is gone, same
+# overlay2-then-vfs choice), then made a manager with its objects by swarm_setup.
+start_swarm() {
+    if swarm_up; then
+        log "swarm engine already answers on $SWARM_SOCK"
+    else
+        local pid
+        pid=$(pid_from "$S/dockerd.pid")
+        if pid_is "$pid" dockerd; then
+            log "swarm dockerd (pid $pid) runs but does not answer yet; waiting"
+        else
+            kill_leftovers "$SWARM_CGROUP_PARENT"
+            kill_matching containerd "$S/exec/"
+            kill_matching containerd-shim "$S/exec/"
+            unmount_under "$S/exec"
+            rm -rf "$S/exec" "$S/dockerd.pid" "$SWARM_SOCK"
+            mkdir -p "$S/data" "$S/exec"
+            echo '{}' >"$S/daemon.json"
+            local driver=${DAC_DOCKER_STORAGE_DRIVER:-}
+            if [ -z "$driver" ]; then
+                if [ -f "$S/driver" ]; then driver=$(cat "$S/driver"); else driver=overlay2; fi
+            fi
+            launch_swarm_dockerd "$driver"
+            if ! wait_for swarm_up 60 "$S/dockerd.pid" dockerd; then
+                if [ "$driver" = overlay2 ] && [ -z "${DAC_DOCKER_STORAGE_DRIVER:-}" ] &&
+                    grep -qiE 'overlay|storage.driver|graphdriver' "$S/dockerd.log"; then
+                    log "swarm dockerd did not start with overlay2; retrying with vfs"
+                    stop_pidfile "$S/dockerd.pid" dockerd
+                    unmount_under "$S/data"
+                    unmount_under "$S/exec"
+                    rm -rf "$S/data" "$S/exec" "$SWARM_SOCK"
+                    mkdir -p "$S/data" "$S/exec"
+                    launch_swarm_dockerd vfs
+                else
+                    tail -n 40 "$S/dockerd.log" >&2
+                    die "swarm dockerd did not start (log: $S/dockerd.log)"
+                fi
+            fi
+        fi
+        wait_for swarm_up 60 "$S/dockerd.pid" dockerd || { tail -n 40 "$S/dockerd.log" >&2; die "swarm dockerd does not answer on $SWARM_SOCK"; }
+    fi
+    swarm_setup
+    log "swarm engine up: $(swarm_cli info --format 'swarm {{.Swarm.LocalNodeState}}, manager {{.Swarm.ControlAvailable}}, node {{.Swarm.NodeID}}' </dev/null)"
+}
+
+# DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: the swarm executor uses the local image instead of first
+# trying to pull it (there is no registry to reach; the attempt would only time out).
+launch_swarm_dockerd() {
+    local driver=$1
+    ensure_bridge "$SWARM_BRIDGE" "$SWARM_BRIDGE_CIDR"
+    echo "$driver" >"$S/driver"
+    log "starting the swarm dockerd (storage driver $driver)"
+    echo "=== $(date -u +%FT%TZ) dockerd start (driver $driver) ===" >>"$S/dockerd.log"
+    DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nohup dockerd \
+        --config-file "$S/daemon.json" \
+        -H "unix://$SWARM_SOCK" \
+        --data-root "$S/data" --exec-root "$S/exec" --pidfile "$S/dockerd.pid" \
+        --storage-driver "$driver" \
+        --bridge "$SWARM_BRIDGE" --default-address-pool "base=$SWARM_POOL,size=24" \
+        --iptables=false --ip-forward=false --ip-masq=false \
+        --cgroup-parent "$SWARM_CGROUP_PARENT" \
+        --log-driver json-file \
+        </dev/null >>"$S/dockerd.log" 2>&1 &
+    echo $! >"$S/dockerd.launch.pid"
+}
+
+swarm_cli() { "$(docker_cli)" -H "unix://$SWARM_SOCK" "$@"; }
+swarm_state() { swarm_cli info --format '{{.Swarm.LocalNodeState}}' </dev/null 2>/dev/null || echo unknown; }
+
+# Each step only when its result is missing, under a lock (the engines are shared).
+swarm_setup() {
+    local i state
+    exec 8>"$S/setup.lock"
+    flock -w 300 8 || die "another swarm setup holds $S/setup.lock"
+    # After a restart the node reloads its raft state for a moment ("pending").
+    for ((i = 0; i < 120; i++)); do
+        state=$(swarm_state)
+        case "$state" in active | inactive | error | locked) break ;; esac
+        sleep 0.25
+    done
+    case "$state" in
+    active) ;;
+    inactive | error)
+        if [ "$state" = error ]; then
+            log "swarm state is 'error' (see $S/dockerd.log); leaving and initialising again"
+            swarm_cli swarm leave --force </dev/null >/dev/null
+        fi
+        # The ingress sandbox joins a bridge network called docker_gwbridge, whose Linux bridge
+        # is named docker_gwbridge too unless the network exists before the init: ours is
+        # $SWARM_BRIDGE-gw, so another swarm engine on the machine keeps its own.
+        if ! swarm_cli network inspect docker_gwbridge </dev/null >/dev/null 2>&1; then
+            swarm_cli network create --driver bridge --label dac.swarm=1 \
+                -o "com.docker.network.bridge.name=$SWARM_BRIDGE-gw" \
+                -o com.docker.network.bridge.enable_icc=false \
+                -o com.docker.network.bridge.enable_ip_masquerade=false \
+                docker_gwbridge </dev/null >/dev/null
+        fi
+        log "docker swarm init (127.0.0.1:$SWARM_PORT)"
+        swarm_cli swarm init --advertise-addr 127.0.0.1 --listen-addr "127.0.0.1:$SWARM_PORT" \
+            --data-path-port 4799 --default-addr-pool 10.231.0.0/16 </dev/null >/dev/null
+        ;;
+    *) die "the swarm engine's node state is '$state' (log: $S/dockerd.log)" ;;
+    esac
+    # A manager answers swarm requests once its raft has a leader.
+    for ((i = 0; i < 120; i++)); do
+        swarm_cli node ls -q </dev/null >/dev/null 2>&1 && break
+        sleep 0.25
+    done
+    swarm_cli node ls -q </dev/null >/dev/null || die "the swarm engine is not a working manager"
+
+    if ! swarm_cli image inspect "$SWARM_IMAGE" </dev/null >/dev/null 2>&1; then
+        static_busybox || die "/bin/busybox is missing or not static (apt-get install busybox-static)"
+        local w a
+        w=$(mktemp -d /tmp/dac-swarm-image.XXXXXX)
+        mkdir -p "$w/r/bin" "$w/r/etc" "$w/r/tmp"
+        chmod 1777 "$w/r/tmp"
+        cp /bin/busybox "$w/r/bin/busybox"
+        for a in $(/bin/busybox --list); do
+            [ "$a" = busybox ] || ln -sf busybox "$w/r/bin/$a"
+        done
+        printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$w/r/etc/passwd"
+        printf 'root:x:0:\nnogroup:x:65534:\n' >"$w/r/etc/group"
+        tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$w/r" -cf "$w/rootfs.tar" .
+        log "importing $SWARM_IMAGE"
+        swarm_cli import --change 'LABEL dac.swarm=busybox' --change 'CMD ["/bin/sh"]' \
+            "$w/rootfs.tar" "$SWARM_IMAGE" </dev/null >/dev/null
+        rm -rf "$w"
+    fi
+    if ! swarm_cli secret inspect dac-secret </dev/null >/dev/null 2>&1; then
+        local sum
+        sum=$(printf '%s' "$SWARM_SECRET_MARKER" | sha256sum | cut -d' ' -f1)
+        log "creating secret dac-secret"
+        printf '%s' "$SWARM_SECRET_MARKER" |
+            swarm_cli secret create --label dac.swarm=1 --label "dac.marker.sha256=$sum" dac-secret - >/dev/null
+    fi
+    if ! swarm_cli config inspect dac-config </dev/null >/dev/null 2>&1; then
+        log "creating config dac-config"
+        printf 'dac swarm config v1\n' | swarm_cli config create --label dac.swarm=1 dac-config - >/dev/null
+    fi
+    if ! swarm_cli service inspect dac-svc </dev/null >/dev/null 2>&1; then
+        log "creating service dac-svc"
+        swarm_cli service create --detach --name dac-svc --replicas 1 --label dac.swarm=1 \
+            --no-resolve-image --with-registry-auth=false --stop-grace-period 2s \
+            --secret dac-secret --config source=dac-config,target=/etc/dac-config \
+            "$SWARM_IMAGE" /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' </dev/null >/dev/null
+    fi
+    exec 8>&-
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -436,15 +624,20 @@ stop_pidfile() {
 
 cmd_start() {
     install_missing
-    mkdir -p "$ENG" "$D" "$P"
+    mkdir -p "$ENG" "$D" "$P" "$S"
     chmod 755 "$ENG"
     make_tls
     # Not `start_docker || ...`: that would switch errexit off inside it.
     if want_docker; then start_docker; fi
     if want_podman; then start_podman; fi
+    if want_swarm; then start_swarm; fi
 }
 
 cmd_stop() {
+    if want_swarm; then
+        stop_pidfile "$S/dockerd.pid" dockerd
+        rm -f "$SWARM_SOCK"
+    fi
     if want_podman; then
         stop_pidfile "$P/service.pid" podman
         rm -f "$PODMAN_SOCK"
@@ -464,6 +657,17 @@ cmd_status() {
     if want_podman; then
         if podman_up; then echo "podman: up   $PODMAN_SOCK  (pid $(pid_from "$P/service.pid"))"; else echo "podman: DOWN $PODMAN_SOCK"; rc=1; fi
     fi
+    if want_swarm; then
+        if swarm_up; then
+            local sw
+            sw=$(swarm_cli info --format '{{.Swarm.LocalNodeState}} manager={{.Swarm.ControlAvailable}}' </dev/null 2>/dev/null || echo unknown)
+            echo "swarm: up   $SWARM_SOCK  (pid $(pid_from "$S/dockerd.pid"), driver $(cat "$S/driver" 2>/dev/null), swarm $sw)"
+            [ "$sw" = "active manager=true" ] || rc=1
+        else
+            echo "swarm: DOWN $SWARM_SOCK"
+            rc=1
+        fi
+    fi
     return $rc
 }
 
@@ -477,6 +681,8 @@ export DAC_PODMAN='podman --url unix://$PODMAN_SOCK'
 export DAC_TLS_HOST='$TLS_HOST'
 export DAC_TLS_DIR='$ENG/tls/client'
 export DAC_TLS_WRONG_DIR='$ENG/tls-wrong'
+export DAC_SWARM_SOCK='$SWARM_SOCK'
+export DAC_SWARM_DOCKER='$(docker_cli) -H unix://$SWARM_SOCK'
 EOF
 }
 
@@ -491,6 +697,23 @@ cmd_purge() {
     if want_podman; then
         kill_leftovers libpod_parent
         pkill_conmons
+    fi
+    if want_swarm; then
+        kill_leftovers "$SWARM_CGROUP_PARENT"
+        find /sys/fs/cgroup/*/"$SWARM_CGROUP_PARENT" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        local br
+        for br in "$SWARM_BRIDGE" "$SWARM_BRIDGE-gw"; do
+            if ip link show "$br" >/dev/null 2>&1; then ip link del "$br" 2>/dev/null || true; fi
+        done
+        # Only the swarm engine: its directory and socket, not the other engines' state.
+        if [ "${DAC_ENGINES_ONLY:-}" = swarm ]; then
+            [ -d "$S" ] || return 0
+            unmount_under "$S"
+            [ -z "$(mounts_under "$S")" ] || die "mounts remain under $S; not deleting it"
+            rm -rf --one-file-system "$S" "$SWARM_SOCK"
+            log "purged $S"
+            return 0
+        fi
     fi
     [ -d "$ENG" ] || return 0
     unmount_under "$ENG"

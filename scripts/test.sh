@@ -7,7 +7,8 @@
 #  2. the private Docker and Podman engines (scripts/engines.sh start) and the scene on each
 #     (scripts/scene.sh; DAC_SCENE_ROOTFS=toy for the tiny one);
 #  3. scripts/sshd.sh start, when that script exists (ssh:// endpoints);
-#  4. the environment of 2 and 3 exported (DAC_DOCKER_SOCK, DAC_PODMAN_SOCK, DAC_TLS_*, ...);
+#  4. the environment of 2 and 3 exported (DAC_DOCKER_SOCK, DAC_PODMAN_SOCK, DAC_TLS_*,
+#     DAC_SWARM_SOCK, ...);
 #  5. cargo test --locked --no-fail-fast "$@".
 # Prints `tests: N passed, M failed` (the sum of cargo's "test result" lines) as its last line
 # and into target/test-summary.txt; the full cargo output is in target/test-output.txt.
@@ -80,6 +81,7 @@ if scripts/engines.sh start; then
     engines_ok=1
     eval "$(scripts/engines.sh env)"
     export DAC_ENGINES_DIR DAC_DOCKER_SOCK DAC_PODMAN_SOCK DAC_DOCKER DAC_PODMAN DAC_TLS_HOST DAC_TLS_DIR DAC_TLS_WRONG_DIR
+    export DAC_SWARM_SOCK DAC_SWARM_DOCKER
     for engine in docker podman; do
         if ! scripts/scene.sh "$engine"; then
             setup_failed "the $engine scene could not be built"

@@ -363,6 +363,12 @@ async fn collect(opts: Options) -> Result<Outcome> {
     // What the chosen containers depend on (all of it when nothing was targeted).
     let mut image_ids: BTreeSet<String> = BTreeSet::new();
     let mut network_ids: BTreeSet<String> = BTreeSet::new();
+    let listed_networks: BTreeSet<String> = networks_json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get("Id").and_then(Value::as_str).map(str::to_string))
+        .collect();
     let mut volume_names: BTreeSet<String> = BTreeSet::new();
     for c in &chosen {
         if let Some(img) = c.get("ImageID").and_then(Value::as_str) {
@@ -372,13 +378,28 @@ async fn collect(opts: Options) -> Result<Outcome> {
             .pointer("/NetworkSettings/Networks")
             .and_then(Value::as_object)
         {
-            for n in nets.values() {
+            for (key, n) in nets {
                 if let Some(id) = n
                     .get("NetworkID")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                 {
-                    network_ids.insert(id.to_string());
+                    // An exited container keeps the ID of a network that may be gone (the
+                    // default bridge gets a new ID at every daemon start): a fact, not a failure.
+                    if listed_networks.is_empty() || listed_networks.contains(id) {
+                        network_ids.insert(id.to_string());
+                    } else {
+                        let mut f = Map::new();
+                        f.insert(
+                            "object".into(),
+                            json!(c.get("Id").cloned().unwrap_or(Value::Null)),
+                        );
+                        f.insert(
+                            "detail".into(),
+                            json!(format!("the container refers to network {key:?} by ID {id}, which the engine no longer lists")),
+                        );
+                        session.log("note", f);
+                    }
                 }
             }
         }
@@ -495,6 +516,12 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .unwrap_or(false);
     if manager {
         tasks.push(small.meta(api.swarm(), "swarm/swarm.json".into()).await);
+        let mut f = Map::new();
+        f.insert(
+            "detail".into(),
+            json!("data/30-metadata/swarm/swarm.json holds the cluster's join tokens: credentials that let their holder join as a worker or manager; handle the bundle accordingly"),
+        );
+        session.log("note", f);
         for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
             tasks.push(
                 small

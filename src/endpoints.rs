@@ -176,7 +176,13 @@ impl Api {
             "secrets" => "/secrets",
             _ => "/configs",
         };
-        self.call(template, "", template.to_string())
+        // Running and desired task counts come with `status` from API 1.41 on.
+        let query = if kind == "services" && self.at_least((1, 41)) {
+            "?status=true"
+        } else {
+            ""
+        };
+        self.call(template, "", format!("{template}{query}"))
     }
 }
 

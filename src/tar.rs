@@ -391,7 +391,11 @@ pub struct TarWalker {
     end_offset: u64,
     trailing_zero: u64,
     /// The last bytes received, quoted when the stream is cut short.
-    recent: Vec<u8>,
+    recent: [u8; QUOTE],
+    /// Next write position in `recent`.
+    recent_at: usize,
+    /// `recent` has wrapped at least once.
+    recent_full: bool,
     failed: Option<Failure>,
 }
 
@@ -416,16 +420,26 @@ impl TarWalker {
             zero_start: 0,
             end_offset: 0,
             trailing_zero: 0,
-            recent: Vec::new(),
+            recent: [0; QUOTE],
+            recent_at: 0,
+            recent_full: false,
             failed: None,
         }
     }
 
     fn remember(&mut self, data: &[u8]) {
         let tail = data.get(data.len().saturating_sub(QUOTE)..).unwrap_or(data);
-        self.recent.extend_from_slice(tail);
-        let excess = self.recent.len().saturating_sub(QUOTE);
-        self.recent.drain(..excess);
+        // A ring, so that tiny pushes cost no memmove of the whole quote.
+        for &b in tail {
+            if let Some(slot) = self.recent.get_mut(self.recent_at) {
+                *slot = b;
+            }
+            self.recent_at += 1;
+            if self.recent_at >= QUOTE {
+                self.recent_at = 0;
+                self.recent_full = true;
+            }
+        }
     }
 
     fn fail(&mut self, e: TarError, quote: Vec<u8>, collecting: bool) -> TarError {
@@ -438,6 +452,16 @@ impl TarWalker {
         let out = f.error();
         self.failed = Some(f);
         out
+    }
+
+    /// The last bytes received (up to 200), oldest first.
+    fn recent_bytes(&self) -> Vec<u8> {
+        if !self.recent_full {
+            return self.recent.get(..self.recent_at).unwrap_or(&[]).to_vec();
+        }
+        // The oldest byte is the one about to be overwritten.
+        let (newer, older) = self.recent.split_at(self.recent_at);
+        [older, newer].concat()
     }
 
     /// Feeds the next bytes of the stream. After an error every call returns it again
@@ -623,7 +647,7 @@ impl TarWalker {
         if let Some(f) = &self.failed {
             return Err(f.error());
         }
-        let recent = || quote(&self.recent);
+        let recent = || quote(&self.recent_bytes());
         let partial = self.block.get(..self.fill).unwrap_or(&[]);
         match self.state {
             State::End => Ok(TarSummary {
@@ -1475,5 +1499,19 @@ mod tests {
         let i = index("fuzz-pax-partial", &t).unwrap_err();
         assert_eq!(w.offset, 0);
         assert_eq!(i.offset, 0);
+    }
+
+    #[test]
+    fn last_bytes_quote_keeps_order_across_pushes() {
+        let mut w = TarWalker::new();
+        let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        for c in data.chunks(37) {
+            // Not a tar (the first block fails); the quote is kept all the same.
+            let _ = w.push(c);
+        }
+        assert_eq!(w.recent_bytes(), &data[800..]);
+        let mut w = TarWalker::new();
+        w.push(b"abc").unwrap();
+        assert_eq!(w.recent_bytes(), b"abc");
     }
 }

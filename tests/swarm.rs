@@ -1,0 +1,256 @@
+//! Swarm (issue 8): against the single-node swarm manager that scripts/engines.sh starts beside
+//! the main engine (DAC_SWARM_SOCK), the collector takes `/swarm`, `/services`, `/tasks`,
+//! `/nodes`, `/secrets` and `/configs`, and a secret's data is nowhere in the bundle; against the
+//! main engine (DAC_DOCKER_SOCK, not a manager) it says so in a `note` and takes none of them.
+//! Under CI=true a missing engine is a failure; elsewhere these tests skip loudly.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// The data of the secret `dac-secret`, as scripts/engines.sh (SWARM_SECRET_MARKER) creates it.
+/// The secret's label `dac.marker.sha256` holds its SHA-256, so a copy that no longer matches the
+/// script is caught instead of making the "nowhere in the bundle" check pass for nothing.
+const MARKER: &str = "TOP-SECRET-DAC-MARKER-5c81e0f4a7";
+
+const SWARM_ENDPOINTS: [&str; 6] = [
+    "/swarm",
+    "/services",
+    "/tasks",
+    "/nodes",
+    "/secrets",
+    "/configs",
+];
+
+const NOT_A_MANAGER: &str = "not a swarm manager";
+
+fn collect(sock: &str, bag: &Path) -> std::process::Output {
+    run(dac()
+        .args(["collect", "-H", &format!("unix://{sock}"), "--out"])
+        .arg(bag)
+        .args(["--no-save", "--no-export", "--quiet"])
+        .args(["--case", "SWARM-1", "--examiner", "CI"]))
+}
+
+fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Standard base64 with padding: how the Engine API would carry a secret's `Spec.Data`.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn notes(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r["event"] == "note")
+        .filter_map(|r| r["detail"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn swarm_manager_objects_are_collected_and_secret_data_is_not() {
+    let Some(sock) = live_env("DAC_SWARM_SOCK") else {
+        return;
+    };
+    let dir = scratch("swarm-manager");
+    let bag = dir.join("bag");
+    let out = collect(&sock, &bag);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_verifies(&bag);
+    assert_bagit_valid(&bag);
+
+    let recs = log_records(&bag);
+    assert!(errors(&recs).is_empty(), "errors: {:?}", errors(&recs));
+    let info = read_json(&bag.join("data/30-metadata/info.json"));
+    assert_eq!(
+        info.pointer("/Swarm/ControlAvailable"),
+        Some(&Value::Bool(true)),
+        "DAC_SWARM_SOCK is not a swarm manager: {:?}",
+        info.get("Swarm")
+    );
+    assert!(
+        !notes(&recs).iter().any(|n| n.contains(NOT_A_MANAGER)),
+        "a manager was reported as not one: {:?}",
+        notes(&recs)
+    );
+    for ep in SWARM_ENDPOINTS {
+        let a = artifacts(&recs, ep);
+        assert_eq!(a.len(), 1, "one artifact for {ep}: {a:?}");
+        assert_eq!(a[0]["complete"], true, "{ep}: {}", a[0]);
+        let path = a[0]["path"].as_str().expect("artifact path");
+        assert!(
+            path.starts_with("data/30-metadata/swarm/"),
+            "{ep} at {path}"
+        );
+        let v = read_json(&bag.join(path));
+        if ep == "/swarm" {
+            assert!(v["ID"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        } else {
+            assert!(v.is_array(), "{ep} is not a list: {v}");
+        }
+    }
+
+    let dir30 = bag.join("data/30-metadata/swarm");
+    let nodes = read_json(&dir30.join("nodes.json"));
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.pointer("/ManagerStatus/Leader") == Some(&Value::Bool(true))),
+        "no leader among the nodes: {nodes}"
+    );
+    let services = read_json(&dir30.join("services.json"));
+    let svc = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.pointer("/Spec/Name").and_then(Value::as_str) == Some("dac-svc"))
+        .unwrap_or_else(|| panic!("dac-svc missing from /services: {services}"));
+    let svc_id = svc["ID"].as_str().unwrap();
+    let tasks = read_json(&dir30.join("tasks.json"));
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["ServiceID"].as_str() == Some(svc_id)),
+        "no task of dac-svc in /tasks: {tasks}"
+    );
+
+    // The secret: its metadata, never its data.
+    let secrets = read_json(&dir30.join("secrets.json"));
+    let secret = secrets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.pointer("/Spec/Name").and_then(Value::as_str) == Some("dac-secret"))
+        .unwrap_or_else(|| panic!("dac-secret missing from /secrets: {secrets}"));
+    assert!(
+        secret["ID"].as_str().is_some_and(|s| !s.is_empty()),
+        "{secret}"
+    );
+    assert!(secret["CreatedAt"].is_string(), "{secret}");
+    assert_eq!(
+        secret
+            .pointer("/Spec/Labels/dac.marker.sha256")
+            .and_then(Value::as_str),
+        Some(sha256_bytes(MARKER.as_bytes()).as_str()),
+        "MARKER here is not the data of dac-secret (scripts/engines.sh SWARM_SECRET_MARKER)"
+    );
+    assert!(
+        secret.pointer("/Spec/Data").is_none(),
+        "secret data in /secrets: {secret}"
+    );
+    // A config, unlike a secret, carries its data.
+    let configs = read_json(&dir30.join("configs.json"));
+    let config = configs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c.pointer("/Spec/Name").and_then(Value::as_str) == Some("dac-config"))
+        .unwrap_or_else(|| panic!("dac-config missing from /configs: {configs}"));
+    assert_eq!(
+        config.pointer("/Spec/Data").and_then(Value::as_str),
+        Some(base64(b"dac swarm config v1\n").as_str()),
+        "{config}"
+    );
+
+    // Nowhere in the bundle: not as bytes, not as the base64 the API would carry it in.
+    let needles = [
+        MARKER.as_bytes().to_vec(),
+        base64(MARKER.as_bytes()).into_bytes(),
+    ];
+    let files = files_under(&bag);
+    assert!(files.len() > 10, "too few files: {files:?}");
+    for f in &files {
+        let bytes = std::fs::read(bag.join(f)).unwrap();
+        for n in &needles {
+            assert!(
+                !contains(&bytes, n),
+                "the secret's data ({}) is in {f}",
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_manager_gets_a_note_and_no_swarm_artifacts() {
+    let Some(sock) = live_env("DAC_DOCKER_SOCK") else {
+        return;
+    };
+    let dir = scratch("swarm-non-manager");
+    let bag = dir.join("bag");
+    let out = collect(&sock, &bag);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_verifies(&bag);
+
+    let info = read_json(&bag.join("data/30-metadata/info.json"));
+    assert_ne!(
+        info.pointer("/Swarm/ControlAvailable"),
+        Some(&Value::Bool(true)),
+        "DAC_DOCKER_SOCK is a swarm manager; it must not be"
+    );
+    let recs = log_records(&bag);
+    let notes = notes(&recs);
+    assert!(
+        notes.iter().any(|n| n.contains(NOT_A_MANAGER)),
+        "no note that the engine is not a swarm manager: {notes:?}"
+    );
+    for ep in SWARM_ENDPOINTS {
+        assert!(
+            artifacts(&recs, ep).is_empty(),
+            "{ep} collected from a non-manager"
+        );
+    }
+    let swarm_files: Vec<_> = files_under(&bag)
+        .into_iter()
+        .filter(|f| f.contains("/swarm/"))
+        .collect();
+    assert!(swarm_files.is_empty(), "swarm files: {swarm_files:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn base64_matches_the_rfc_4648_vectors() {
+    for (raw, enc) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64(raw.as_bytes()), enc);
+    }
+}
