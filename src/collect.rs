@@ -302,7 +302,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
             "local_before": clock_before,
             "local_after": clock_after,
             "daemon_system_time": info.as_ref().and_then(|i| i.get("SystemTime")).cloned().unwrap_or(Value::Null),
-            "skew_seconds": skew(&clock_before, &clock_after, info.as_ref()),
+            "skew_ns": skew(&clock_before, &clock_after, info.as_ref()),
         }),
     );
     session.log("note", probe);
@@ -690,7 +690,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         "local_before_info": clock_before,
         "local_after_info": clock_after,
         "daemon_system_time": info.as_ref().and_then(|i| i.get("SystemTime")).cloned().unwrap_or(Value::Null),
-        "skew_seconds": skew(&clock_before, &clock_after, info.as_ref()),
+        "skew_ns": skew(&clock_before, &clock_after, info.as_ref()),
     });
     let bag = BagInfo {
         organization: opts.organization.clone(),
@@ -735,7 +735,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
     })
 }
 
-/// Daemon clock minus local clock, from `/info` SystemTime against the local midpoint.
+/// Daemon clock minus local clock in nanoseconds, from `/info` SystemTime against the local
+/// midpoint. An integer: floats do not survive a JSON round trip exactly, and the log must.
 fn skew(before: &str, after: &str, info: Option<&Value>) -> Value {
     let daemon = info
         .and_then(|i| i.get("SystemTime"))
@@ -747,8 +748,9 @@ fn skew(before: &str, after: &str, info: Option<&Value>) -> Value {
         daemon,
     ) {
         (Some(b), Some(a), Some(d)) => {
-            let f = |(s, n): (i64, u32)| s as f64 + n as f64 / 1e9;
-            json!(f(d) - (f(b) + f(a)) / 2.0)
+            let ns = |(s, n): (i64, u32)| s as i128 * 1_000_000_000 + n as i128;
+            let mid = (ns(b) + ns(a)) / 2;
+            json!((ns(d) - mid) as i64)
         }
         _ => Value::Null,
     }

@@ -362,16 +362,34 @@ struct Failure {
     /// Bytes quoted after `detail`, still growing while `collecting`.
     quote: Vec<u8>,
     collecting: bool,
+    /// The error as last rendered, so pushes after a failure do not re-render it.
+    rendered: TarError,
 }
 
 impl Failure {
-    fn error(&self) -> TarError {
+    fn new(e: TarError, quote: Vec<u8>, collecting: bool) -> Failure {
+        let mut f = Failure {
+            offset: e.offset,
+            detail: e.detail,
+            quote,
+            collecting,
+            rendered: err(0, String::new()),
+        };
+        f.render();
+        f
+    }
+
+    fn render(&mut self) {
         let detail = if self.quote.is_empty() && !self.collecting {
             self.detail.clone()
         } else {
             format!("{}: {}", self.detail, quote(&self.quote))
         };
-        err(self.offset, detail)
+        self.rendered = err(self.offset, detail);
+    }
+
+    fn error(&self) -> TarError {
+        self.rendered.clone()
     }
 }
 
@@ -443,12 +461,7 @@ impl TarWalker {
     }
 
     fn fail(&mut self, e: TarError, quote: Vec<u8>, collecting: bool) -> TarError {
-        let f = Failure {
-            offset: e.offset,
-            detail: e.detail,
-            quote,
-            collecting,
-        };
+        let f = Failure::new(e, quote, collecting);
         let out = f.error();
         self.failed = Some(f);
         out
@@ -474,6 +487,9 @@ impl TarWalker {
                 f.quote
                     .extend_from_slice(data.get(..room.min(data.len())).unwrap_or(&[]));
                 f.collecting = f.quote.len() < QUOTE;
+                if !data.is_empty() && room > 0 {
+                    f.render();
+                }
             }
             return Err(f.error());
         }

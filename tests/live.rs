@@ -36,7 +36,7 @@ fn docker_full_collection_is_complete_and_valid() {
     let dir = scratch("live-full");
     let bag = dir.join("bag");
     let out = collect(&format!("unix://{sock}"), &bag, &[]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_bagit_valid(&bag);
     assert_verifies(&bag);
     let recs = log_records(&bag);
@@ -139,7 +139,7 @@ fn docker_export_of_stopped_container_matches_the_cli() {
         &bag,
         &["--container", "exited1", "--no-save"],
     );
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     let id = container_id(&cli, "exited1");
     let reference = dir.join("cli-export.tar");
     let exp = engine_cli(
@@ -217,7 +217,7 @@ fn docker_targeted_collection_touches_only_the_suspect() {
         &bag,
         &["--container", "suspect", "--path", "/data"],
     );
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     let suspect = container_id(&cli, "suspect");
     let recs = log_records(&bag);
     for r in recs.iter().filter(|r| r["event"] == "artifact") {
@@ -283,7 +283,7 @@ fn docker_tls_with_client_certificates_and_wrong_ca() {
             "--tlskey",
             &format!("{tls}/key.pem"),
         ]));
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     let recs = log_records(&bag);
     assert_eq!(recs[0]["tls_peer_sha256"].as_str().map(str::len), Some(64));
     assert_verifies(&bag);
@@ -344,7 +344,7 @@ fn docker_context_with_tls_material() {
             "--out",
         ])
         .arg(&bag));
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     let recs = log_records(&bag);
     assert!(
         recs[0]["endpoint_source"]
@@ -372,7 +372,7 @@ fn docker_over_ssh() {
     let dir = scratch("live-ssh");
     let bag = dir.join("bag");
     let out = collect(&format!("{ssh}{sock}"), &bag, &["--container", "exited1"]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     assert_bagit_valid(&bag);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -387,7 +387,7 @@ fn podman_full_collection_verifies() {
     let dir = scratch("live-podman");
     let bag = dir.join("bag");
     let out = collect(&format!("unix://{sock}"), &bag, &[]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     assert_bagit_valid(&bag);
     let recs = log_records(&bag);

@@ -106,7 +106,7 @@ fn full_replay_checks(engine: &str) {
     let dir = scratch(&format!("replay-{engine}"));
     let bag = dir.join("bag");
     let out = replay(&fix, &bag, &[]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_bagit_valid(&bag);
     assert_verifies(&bag);
     let recs = log_records(&bag);
@@ -235,7 +235,7 @@ fn targeted_replay_touches_only_the_suspect() {
     let dir = scratch("replay-target");
     let bag = dir.join("bag");
     let out = replay(&fix, &bag, &["--container", "suspect"]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     let recs = log_records(&bag);
     let list: Value = serde_json::from_slice(
         &std::fs::read(bag.join("data/10-volatile/containers.json")).unwrap(),

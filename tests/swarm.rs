@@ -82,7 +82,7 @@ fn swarm_manager_objects_are_collected_and_secret_data_is_not() {
     let dir = scratch("swarm-manager");
     let bag = dir.join("bag");
     let out = collect(&sock, &bag);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     assert_bagit_valid(&bag);
 
@@ -211,7 +211,7 @@ fn non_manager_gets_a_note_and_no_swarm_artifacts() {
     let dir = scratch("swarm-non-manager");
     let bag = dir.join("bag");
     let out = collect(&sock, &bag);
-    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
 
     let info = read_json(&bag.join("data/30-metadata/info.json"));

@@ -25,7 +25,11 @@ fn run(chunks: &[&[u8]]) -> (Vec<(u8, Vec<u8>)>, Result<(), (u64, String)>, u64)
     }
     let fin = d.finish().map_err(|e| (e.offset, e.detail));
     if let Some(e) = first_err {
-        assert_eq!(fin.as_ref().err(), Some(&e), "finish must repeat the push error");
+        assert_eq!(
+            fin.as_ref().err(),
+            Some(&e),
+            "finish must repeat the push error"
+        );
     }
     (out, fin, d.offset())
 }

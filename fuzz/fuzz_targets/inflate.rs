@@ -24,5 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
     enc.write_all(data).unwrap();
     let gz = enc.finish().unwrap();
-    assert!(ours(&gz).unwrap() == data, "round trip through flate2 level {level}");
+    assert!(
+        ours(&gz).unwrap() == data,
+        "round trip through flate2 level {level}"
+    );
 });

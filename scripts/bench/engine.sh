@@ -43,6 +43,7 @@ install_missing() {
     [ -x /usr/bin/docker ] || need+=(docker.io)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v jq >/dev/null 2>&1 || need+=(jq)
     [ -x /usr/bin/time ] || need+=(time)
     if ! { [ -x /bin/busybox ] && ! LC_ALL=C readelf -l /bin/busybox 2>/dev/null | grep -q INTERP; }; then
         need+=(busybox-static)

@@ -3,7 +3,7 @@
 # curl, bodies to /dev/null, a few at a time (xargs -P, default 4). Nothing is written, hashed,
 # parsed or checked, except the five list answers, which are needed to know what to ask next.
 #
-#   floor.sh --sock PATH [--no-export] [--no-save] [-P N] [--flat]
+#   floor.sh --sock PATH [--no-export] [--no-save] [-P N] [--flat] [--to DIR]
 #
 # Default (phased): the collector's own plan, tier after tier, as src/collect.rs does it:
 #   buffered events (and the live stream, held open to the end), container list;
@@ -11,12 +11,15 @@
 #   info; inspect and changes of every container, version, df, image/network/volume/plugin lists;
 #   inspect and history of every image, inspect of every network (verbose), volume and plugin;
 #   logs of every container; exports, then image saves (largest first).
-# --flat: no tiers: after the lists, every request in one queue, exports and saves first.
+# --flat: no tiers: after the lists, every request in one queue, exports and saves first (stats
+# beside it, all at once).
 # Within a tier the URLs are split into N batches, one curl per batch (one connection, reused),
 # N curls at once; exports and saves get a curl each.
+# --to DIR: bodies are written to files in DIR instead of /dev/null (still not hashed): what
+# merely landing the evidence on the disk costs.
 set -Eeuo pipefail
 
-SOCK= NO_EXPORT= NO_SAVE= P=4 FLAT=
+SOCK= NO_EXPORT= NO_SAVE= P=4 FLAT= TO=
 while [ $# -gt 0 ]; do
     case "$1" in
     --sock) SOCK=$2; shift 2 ;;
@@ -24,11 +27,13 @@ while [ $# -gt 0 ]; do
     --no-save) NO_SAVE=1; shift ;;
     -P) P=$2; shift 2 ;;
     --flat) FLAT=1; shift ;;
-    *) echo "usage: $0 --sock PATH [--no-export] [--no-save] [-P N] [--flat]" >&2; exit 64 ;;
+    --to) TO=$2; shift 2 ;;
+    *) echo "usage: $0 --sock PATH [--no-export] [--no-save] [-P N] [--flat] [--to DIR]" >&2; exit 64 ;;
     esac
 done
 [ -S "$SOCK" ] || { echo "floor: no socket at '$SOCK'" >&2; exit 2; }
-export SOCK
+if [ -n "$TO" ]; then mkdir -p "$TO"; TO=$(cd "$TO" && pwd); fi
+export SOCK TO
 
 T=$(mktemp -d /tmp/dac-bench-floor.XXXXXX)
 LIVE=
@@ -39,6 +44,9 @@ cleanup() {
 trap cleanup EXIT
 
 B=http://localhost
+T0=$(date +%s%N)
+# With DAC_BENCH_TRACE=1, the time of each phase's end on stderr.
+mark() { [ -z "${DAC_BENCH_TRACE:-}" ] || echo "floor: $(( ($(date +%s%N) - T0) / 1000000 )) ms $1" >&2; }
 get() { curl -sf --unix-socket "$SOCK" "$B$1"; }
 # Percent-encode one path segment (as src/endpoints.rs does).
 enc() { jq -rn --arg s "$1" '$s|@uri'; }
@@ -51,12 +59,13 @@ batch() {
     [ "$n" -gt 0 ] || return 0
     per=$(((n + P - 1) / P))
     printf '%s\n' "${urls[@]}" | xargs -d '\n' -P "$P" -n "$per" bash -c '
-        a=(); for u in "$@"; do a+=("http://localhost$u" -o /dev/null); done
+        a=(); for u in "$@"; do o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}; a+=("http://localhost$u" -o "$o"); done
         curl -s --unix-socket "$SOCK" "${a[@]}"' _
 }
 # heavy: one curl per URL (exports and saves), P at once.
 heavy() {
-    xargs -d '\n' -r -P "$P" -n 1 bash -c 'curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"' _
+    xargs -d '\n' -r -P "$P" -n 1 bash -c 'u=$1; o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}
+        curl -s --unix-socket "$SOCK" -o "$o" "http://localhost$u"' _
 }
 
 V=$(curl -sfI --unix-socket "$SOCK" "$B/_ping" | tr -d '\r' | awk -F': ' 'tolower($1)=="api-version"{print $2}')
@@ -71,20 +80,29 @@ get "$V/containers/json?all=1" >"$T/containers.json"
 jq -r '.[] | [.Id, .State, .ImageID] | @tsv' "$T/containers.json" >"$T/c.tsv"
 ids() { cut -f1 "$T/c.tsv"; }
 
-volatile_urls() {
-    awk -F'\t' -v v="$V" '$2=="running"||$2=="paused" {
-        print v "/containers/" $1 "/top"; print v "/containers/" $1 "/stats?stream=false&one-shot=true" }' "$T/c.tsv"
+top_urls() {
+    awk -F'\t' -v v="$V" '$2=="running"||$2=="paused" { print v "/containers/" $1 "/top" }' "$T/c.tsv"
+}
+stats_urls() {
+    awk -F'\t' -v v="$V" '$2=="running"||$2=="paused" { print v "/containers/" $1 "/stats?stream=false&one-shot=true" }' "$T/c.tsv"
+}
+# Stats all at once (at most 32, as dac's small-request slots): the daemon's stats collector
+# publishes once a second to everyone subscribed, so stats asked one after another cost up to a
+# second each (12 containers: 11 s in sequence, 1 s at once).
+stats_all() {
+    xargs -d '\n' -r -P 32 -n 1 bash -c 'curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"' _
 }
 meta_urls() {
     ids | awk -v v="$V" '{ print v "/containers/" $1 "/json"; print v "/containers/" $1 "/changes" }'
     printf '%s\n' "$V/version" "$V/system/df"
 }
 lists() {
-    get "$V/images/json" >"$T/images.json" &
-    get "$V/networks" >"$T/networks.json" &
-    get "$V/volumes" >"$T/volumes.json" &
-    get "$V/plugins" >"$T/plugins.json" &
-    wait
+    local pids=()
+    get "$V/images/json" >"$T/images.json" & pids+=($!)
+    get "$V/networks" >"$T/networks.json" & pids+=($!)
+    get "$V/volumes" >"$T/volumes.json" & pids+=($!)
+    get "$V/plugins" >"$T/plugins.json" & pids+=($!)
+    wait "${pids[@]}"
 }
 object_urls() {
     local id
@@ -108,17 +126,27 @@ heavy_urls() {
 }
 
 if [ -z "$FLAT" ]; then
-    volatile_urls | batch
+    stats_urls | stats_all &
+    S=$!
+    top_urls | batch
+    wait "$S"
+    mark volatile
     get "$V/info" >/dev/null
     lists &
+    L=$!
     meta_urls | batch
-    wait
+    wait "$L"
     object_urls | batch
+    mark metadata
     log_urls | batch
+    mark logs
     heavy_urls | heavy
+    mark exports+saves
 else
     lists
-    { heavy_urls; volatile_urls; echo "$V/info"; meta_urls; object_urls; log_urls; } >"$T/all"
+    stats_urls | stats_all &
+    S=$!
+    { heavy_urls; top_urls; echo "$V/info"; meta_urls; object_urls; log_urls; } >"$T/all"
     # Heavy first, one curl each; the rest in P batches sharing the same P slots.
     { grep -E '/(export|get)$' "$T/all" || true; } >"$T/h"
     { grep -vE '/(export|get)$' "$T/all" || true; } >"$T/s"
@@ -127,9 +155,11 @@ else
     { cat "$T/h"; split -n "l/$P" "$T/s" "$T/part."; ls "$T"/part.* | sed 's/^/@/'; } |
         xargs -d '\n' -r -P "$P" -n 1 bash -c '
             if [ "${1#@}" != "$1" ]; then
-                a=(); while IFS= read -r u; do a+=("http://localhost$u" -o /dev/null); done <"${1#@}"
+                a=(); while IFS= read -r u; do o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}; a+=("http://localhost$u" -o "$o"); done <"${1#@}"
                 [ ${#a[@]} -eq 0 ] || curl -s --unix-socket "$SOCK" "${a[@]}"
             else
-                curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"
+                u=$1; o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}
+                curl -s --unix-socket "$SOCK" -o "$o" "http://localhost$u"
             fi' _
+    wait "$S"
 fi

@@ -174,3 +174,16 @@ pub fn files_under(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The command's output plus the bundle's error records: what a failed assertion should show.
+pub fn outcome(out: &Output, bag: &Path) -> String {
+    let mut s = text(out);
+    if let Ok(log) = std::fs::read_to_string(bag.join("logs/acquisition.jsonl")) {
+        s.push_str("\nerror records:\n");
+        for line in log.lines().filter(|l| l.contains("\"event\":\"error\"")) {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    s
+}
