@@ -247,42 +247,52 @@ async fn collect(opts: Options) -> Result<Outcome> {
     // Small answers (metadata, logs) run up to 4 x jobs at once; exports and saves run `jobs`.
     let small = Slots::new(&session, (opts.jobs * 4).clamp(1, 32));
     let big = Slots::new(&session, opts.jobs.max(1));
-    let mut tasks = Vec::new();
-    for c in &chosen {
-        let state = c.get("State").and_then(Value::as_str).unwrap_or("");
+    // Processes and stats all start at once: the daemon answers stats on its one-second
+    // sampling tick, so waiting in a queue would cost a tick per wave. Metadata starts once
+    // every one of them has started (the order `verify` checks), and overlaps their wait;
+    // exports wait for them to finish.
+    let running: Vec<&Value> = chosen
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.get("State").and_then(Value::as_str),
+                Some("running" | "paused")
+            )
+        })
+        .collect();
+    let volatile = Slots::new(&session, (running.len() * 2).clamp(1, 512));
+    let mut volatile_tasks = Vec::new();
+    for c in running {
         let id = c
             .get("Id")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
         let dir = name_for(&id);
-        if state == "running" || state == "paused" {
-            tasks.push(
-                small
-                    .get(
-                        api.container_top(&id),
-                        bundle::TIER_VOLATILE,
-                        format!("containers/{dir}/top.json"),
-                        Check::Json,
-                    )
-                    .await,
-            );
-        }
-        // A paused container still holds its memory; the daemon takes a second to answer.
-        if state == "running" || state == "paused" {
-            tasks.push(
-                small
-                    .get(
-                        api.container_stats(&id),
-                        bundle::TIER_VOLATILE,
-                        format!("containers/{dir}/stats.json"),
-                        Check::Json,
-                    )
-                    .await,
-            );
-        }
+        let top = format!("containers/{dir}/top.json");
+        volatile_tasks.push(
+            volatile
+                .get(
+                    api.container_top(&id),
+                    bundle::TIER_VOLATILE,
+                    top,
+                    Check::Json,
+                )
+                .await,
+        );
+        // A paused container still holds its memory; the daemon gives its stats too.
+        let stats = format!("containers/{dir}/stats.json");
+        volatile_tasks.push(
+            volatile
+                .get(
+                    api.container_stats(&id),
+                    bundle::TIER_VOLATILE,
+                    stats,
+                    Check::Json,
+                )
+                .await,
+        );
     }
-    join(tasks).await;
 
     // 3. Metadata.
     let clock_before = clock::utc_now();
@@ -564,6 +574,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
         );
     }
     join(tasks).await;
+
+    join(volatile_tasks).await;
 
     // 5-6. Filesystems, then images, largest saves first; each tar parsed to its end.
     let mut tasks = Vec::new();
