@@ -262,6 +262,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .collect();
     let volatile = Slots::new(&session, (running.len() * 2).clamp(1, 512));
     let mut volatile_tasks = Vec::new();
+    // Stats wait for the daemon's sampling tick; exports need not wait for them.
+    let mut stats_tasks = Vec::new();
     for c in running {
         let id = c
             .get("Id")
@@ -282,7 +284,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         );
         // A paused container still holds its memory; the daemon gives its stats too.
         let stats = format!("containers/{dir}/stats.json");
-        volatile_tasks.push(
+        stats_tasks.push(
             volatile
                 .get(
                     api.container_stats(&id),
@@ -356,8 +358,13 @@ async fn collect(opts: Options) -> Result<Outcome> {
     };
     let mut inspected: BTreeMap<String, Value> = BTreeMap::new();
     for (id, task) in inspects {
+        // Only what the plan needs is kept: memory stays flat however many containers.
         if let Ok(Some(v)) = task.await {
-            inspected.insert(id, v);
+            let keep = json!({
+                "Image": v.get("Image").cloned().unwrap_or(Value::Null),
+                "Config": {"Tty": v.pointer("/Config/Tty").cloned().unwrap_or(Value::Null)},
+            });
+            inspected.insert(id, keep);
         }
     }
     let images_json = images_list.await.ok().flatten().unwrap_or(Value::Null);
@@ -623,6 +630,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
         }
     }
     join(tasks).await;
+
+    join(stats_tasks).await;
 
     // Close the live event stream: give the daemon a moment to deliver our own last events.
     tokio::time::sleep(Duration::from_millis(200)).await;

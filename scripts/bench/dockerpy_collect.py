@@ -3,12 +3,16 @@
 each answer written to a file and hashed after writing (SHA-256 of the file as written).
 
     dockerpy_collect.py --host unix:///tmp/dac-bench/docker.sock --out DIR [--no-export] [--no-save]
+                        [--dac-set]
 
 Tables: 1-2 containers (list, inspect, top of running ones, logs, export), 3-4 images (list,
 inspect, history, save), 5 networks and volumes (list, inspect each) and plugins, 6 system (info,
 version, df, events from 0 until now). Written by the DAC project for its benchmark; it does what
 the paper describes with docker-py's low-level APIClient and nothing more (no concurrency, no
 stats or changes, no verification of tars). SHA256SUMS lists every file.
+
+--dac-set adds what dac asks beyond the six tables: one-shot stats of running containers and the
+filesystem changes of every container (still sequential), for a comparison on equal requests.
 """
 import argparse
 import hashlib
@@ -78,6 +82,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--dac-set", action="store_true")
     a = ap.parse_args()
 
     api = docker.APIClient(base_url=a.host, version="auto", timeout=600)
@@ -97,6 +102,10 @@ def main():
             out.json(f"containers/{cid}/inspect.json", api.inspect_container(cid))
             if c.get("State") == "running":
                 out.json(f"containers/{cid}/top.json", api.top(cid))
+                if a.dac_set:
+                    out.json(f"containers/{cid}/stats.json", api.stats(cid, stream=False, one_shot=True))
+            if a.dac_set:
+                out.json(f"containers/{cid}/changes.json", api.diff(cid))
             out.raw(f"containers/{cid}/logs.txt",
                     api.logs(cid, stdout=True, stderr=True, timestamps=True, stream=False))
             if not a.no_export:

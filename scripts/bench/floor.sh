@@ -3,23 +3,26 @@
 # curl, bodies to /dev/null, a few at a time (xargs -P, default 4). Nothing is written, hashed,
 # parsed or checked, except the five list answers, which are needed to know what to ask next.
 #
-#   floor.sh --sock PATH [--no-export] [--no-save] [-P N] [--flat] [--to DIR]
+#   floor.sh --sock PATH [--no-export] [--no-save] [-P N] [--flat] [--to DIR] [--skip ERE]
 #
 # Default (phased): the collector's own plan, tier after tier, as src/collect.rs does it:
 #   buffered events (and the live stream, held open to the end), container list;
-#   top and one-shot stats of running/paused containers;
+#   top and one-shot stats of running/paused containers, all at once, in the background;
 #   info; inspect and changes of every container, version, df, image/network/volume/plugin lists;
 #   inspect and history of every image, inspect of every network (verbose), volume and plugin;
-#   logs of every container; exports, then image saves (largest first).
+#   logs of every container; then (once top and stats have answered) exports, then image saves
+#   (largest first).
 # --flat: no tiers: after the lists, every request in one queue, exports and saves first (stats
 # beside it, all at once).
 # Within a tier the URLs are split into N batches, one curl per batch (one connection, reused),
 # N curls at once; exports and saves get a curl each.
 # --to DIR: bodies are written to files in DIR instead of /dev/null (still not hashed): what
 # merely landing the evidence on the disk costs.
+# --skip ERE: leave out the requests whose path matches ERE (e.g. '/changes$|/stats'), to see
+# what one kind of request costs the daemon.
 set -Eeuo pipefail
 
-SOCK= NO_EXPORT= NO_SAVE= P=4 FLAT= TO=
+SOCK='' NO_EXPORT='' NO_SAVE='' P=4 FLAT='' TO='' SKIP='^$'
 while [ $# -gt 0 ]; do
     case "$1" in
     --sock) SOCK=$2; shift 2 ;;
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
     -P) P=$2; shift 2 ;;
     --flat) FLAT=1; shift ;;
     --to) TO=$2; shift 2 ;;
+    --skip) SKIP=$2; shift 2 ;;
     *) echo "usage: $0 --sock PATH [--no-export] [--no-save] [-P N] [--flat] [--to DIR]" >&2; exit 64 ;;
     esac
 done
@@ -54,7 +58,7 @@ enc() { jq -rn --arg s "$1" '$s|@uri'; }
 # batch: read URLs (paths) on stdin, fetch them with P curls at once, bodies to /dev/null.
 batch() {
     local n per
-    mapfile -t urls
+    mapfile -t urls < <(grep -vE "$SKIP" || true)
     n=${#urls[@]}
     [ "$n" -gt 0 ] || return 0
     per=$(((n + P - 1) / P))
@@ -64,7 +68,7 @@ batch() {
 }
 # heavy: one curl per URL (exports and saves), P at once.
 heavy() {
-    xargs -d '\n' -r -P "$P" -n 1 bash -c 'u=$1; o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}
+    { grep -vE "$SKIP" || true; } | xargs -d '\n' -r -P "$P" -n 1 bash -c 'u=$1; o=/dev/null; [ -z "$TO" ] || o=$TO/${u//[^A-Za-z0-9]/_}
         curl -s --unix-socket "$SOCK" -o "$o" "http://localhost$u"' _
 }
 
@@ -86,11 +90,11 @@ top_urls() {
 stats_urls() {
     awk -F'\t' -v v="$V" '$2=="running"||$2=="paused" { print v "/containers/" $1 "/stats?stream=false&one-shot=true" }' "$T/c.tsv"
 }
-# Stats all at once (at most 32, as dac's small-request slots): the daemon's stats collector
-# publishes once a second to everyone subscribed, so stats asked one after another cost up to a
-# second each (12 containers: 11 s in sequence, 1 s at once).
-stats_all() {
-    xargs -d '\n' -r -P 32 -n 1 bash -c 'curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"' _
+# Processes and stats all at once, one curl each (as dac starts them): the daemon's stats
+# collector publishes once a second to everyone subscribed, so stats asked one after another
+# cost up to a second each (12 containers: 11 s in sequence, 1 s at once).
+all_at_once() {
+    { grep -vE "$SKIP" || true; } | xargs -d '\n' -r -P 512 -n 1 bash -c 'curl -s --unix-socket "$SOCK" -o /dev/null "http://localhost$1"' _
 }
 meta_urls() {
     ids | awk -v v="$V" '{ print v "/containers/" $1 "/json"; print v "/containers/" $1 "/changes" }'
@@ -126,11 +130,9 @@ heavy_urls() {
 }
 
 if [ -z "$FLAT" ]; then
-    stats_urls | stats_all &
+    # Metadata overlaps the volatile requests' wait; exports wait for them to finish.
+    { top_urls; stats_urls; } | all_at_once &
     S=$!
-    top_urls | batch
-    wait "$S"
-    mark volatile
     get "$V/info" >/dev/null
     lists &
     L=$!
@@ -140,13 +142,15 @@ if [ -z "$FLAT" ]; then
     mark metadata
     log_urls | batch
     mark logs
+    wait "$S"
+    mark volatile
     heavy_urls | heavy
     mark exports+saves
 else
     lists
-    stats_urls | stats_all &
+    stats_urls | all_at_once &
     S=$!
-    { heavy_urls; top_urls; echo "$V/info"; meta_urls; object_urls; log_urls; } >"$T/all"
+    { heavy_urls; top_urls; echo "$V/info"; meta_urls; object_urls; log_urls; } | { grep -vE "$SKIP" || true; } >"$T/all"
     # Heavy first, one curl each; the rest in P batches sharing the same P slots.
     { grep -E '/(export|get)$' "$T/all" || true; } >"$T/h"
     { grep -vE '/(export|get)$' "$T/all" || true; } >"$T/s"

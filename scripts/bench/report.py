@@ -17,14 +17,18 @@ SCENES = {
     "meta": "meta: 200 containers (20 running, 180 exited), metadata only (--no-export --no-save)",
     "big": "big: one container holding a 1 GiB file; export and save",
 }
-ORDER = ["dac", "docker-py", "shell", "floor", "floor-flat", "floor-disk"]
+ORDER = ["dac", "docker-py", "shell", "floor", "floor-flat", "floor-disk",
+         "docker-py-dacset", "floor-nochanges", "floor-nostats"]
 ABOUT = {
     "dac": "dac collect (full bundle: stream hash, read-back hash, checks, sealed bag)",
     "docker-py": "paper's stack: docker-py 7.1.0, sequential, hash after writing",
     "shell": "examiner by hand: docker CLI | tee FILE | sha256sum, one after another",
-    "floor": "dac's requests with curl, tier by tier, bodies to /dev/null, 4 at once",
+    "floor": "dac's requests with curl in dac's plan (processes and stats all at once, metadata and logs 4 at once meanwhile, exports and saves 4 at once after them), bodies to /dev/null",
     "floor-flat": "the same requests, no tiers, exports first, 4 at once",
     "floor-disk": "the tiered floor writing bodies to files (no hashing)",
+    "docker-py-dacset": "(analysis) docker-py, sequential, asking also what dac asks beyond the six tables: one-shot stats, changes",
+    "floor-nochanges": "(analysis) the tiered floor without /containers/{id}/changes",
+    "floor-nostats": "(analysis) the tiered floor without /containers/{id}/stats",
 }
 
 
@@ -90,6 +94,12 @@ def main():
     if med("meta", "dac") and med("meta", "docker-py"):
         d, p = med("meta", "dac"), med("meta", "docker-py")
         target("metadata-only, 200 containers, at least 3x faster than docker-py", p / d >= 3, f"dac {d:.2f} s, docker-py {p:.2f} s: {p / d:.2f}x")
+        if med("meta", "floor"):
+            checks.append(f"  - the curl floor for dac's requests: {med('meta', 'floor'):.2f} s ({p / med('meta', 'floor'):.2f}x docker-py's speed)"
+                          + (f"; without /changes: {med('meta', 'floor-nochanges'):.2f} s ({p / med('meta', 'floor-nochanges'):.2f}x)" if med("meta", "floor-nochanges") else ""))
+        if med("meta", "docker-py-dacset"):
+            q = med("meta", "docker-py-dacset")
+            checks.append(f"  - on equal requests (docker-py-dacset, {q:.2f} s): dac is {q / d:.2f}x faster")
     if runs.get(("big", "dac")):
         peak = max(x for _, x, _, _ in runs[("big", "dac")]) / 1024
         target("peak RSS under 32 MiB exporting 1 GiB", peak < 32, f"dac's highest peak RSS over {len(runs[('big', 'dac')])} runs: {peak:.1f} MiB")
@@ -137,7 +147,8 @@ def main():
     md.append("## Tools")
     md.append("")
     for t in ORDER:
-        md.append(f"- `{t}`: {ABOUT[t]}")
+        if any(k[1] == t for k in runs):
+            md.append(f"- `{t}`: {ABOUT[t]}")
     md.append("")
     md.append("## Results")
     md.append("")
@@ -153,6 +164,17 @@ def main():
     md.append("the last record, in ms from the session's start; `sum of req` adds the requests' own times.")
     md.append("")
     md.extend(phases)
+    md.append("")
+    md.append("## Reading these figures")
+    md.append("")
+    md.append("- The machine may be shared with other work: the `other CPU s` column is the busy time that")
+    md.append("  neither the tool nor the bench engine used during the run; compare tools within a round.")
+    md.append("- `floor` follows dac's own plan (tiers in order, processes and stats at once, exports after")
+    md.append("  them); `floor-flat` drops the tiers, so it is the daemon's limit for the same requests;")
+    md.append("  `floor-disk` adds what writing the bodies to the disk costs (no hashing).")
+    md.append("- A VM whose balloon reports free pages to the host makes the first write into memory freed")
+    md.append("  by the cache drop expensive (host page faults): every tool that writes pays it, the")
+    md.append("  /dev/null floor does not; `floor-disk` shows how much.")
     md.append("")
     md.append("## Every run")
     md.append("")

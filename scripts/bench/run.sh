@@ -10,6 +10,8 @@
 #   --keep         leave the engine and the last scene running at the end
 #   (DAC_BENCH_QUIET_WAIT=S: how long to wait for a quiet machine before each run, default 30)
 #   --no-build     use target/release/dac as it is
+#   --extra        also run, on the meta scene, the analysis variants: docker-py-dacset (docker-py
+#                  asking dac's requests: + stats and changes), floor-nochanges and floor-nostats
 #
 # Tools, each started on a fresh scratch folder on the same disk as the engine's data root
 # (/tmp/dac-bench/scratch, deleted after each run), after `sync; echo 3 > drop_caches`:
@@ -21,7 +23,8 @@
 #   floor-flat   floor.sh --flat: the same requests with no tiers (exports first)
 #   floor-disk   floor.sh --to DIR: the tiered floor writing the bodies to files (not hashed)
 # Wall time from the shell (date +%s%N around the command), peak RSS from /usr/bin/time -f %M,
-# the tool's CPU (%U + %S), the bench engine's (dockerd + its containerd) and everyone else's.
+# the tool's CPU (%U + %S), the bench engine's (dockerd + its containerd, with their reaped
+# children such as dockerd's tar helper) and everyone else's.
 # Prints the table and writes scripts/bench/results.md; raw runs in /tmp/dac-bench/results/.
 set -Eeuo pipefail
 trap 'echo "[bench] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
@@ -34,6 +37,7 @@ SETTLE=5
 QUIET_WAIT=${DAC_BENCH_QUIET_WAIT:-30}
 KEEP=
 BUILD=1
+EXTRA=
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -41,7 +45,8 @@ while [ $# -gt 0 ]; do
     --settle) SETTLE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-build) BUILD=; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --extra) EXTRA=1; shift ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -84,6 +89,13 @@ if [ -n "$BUILD" ]; then
     (cd "$REPO" && cargo build --release -q)
 fi
 [ -x "$DAC" ] || die "$DAC missing (run without --no-build)"
+# A private copy: a build in the work tree during the run must not swap the binary under us.
+# The commit is taken now, with the build, not at the end of the run.
+commit=$(cd "$REPO" && git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit (with uncommitted changes)"; fi
+cp "$DAC" "$BENCH/dac"
+DAC_SHA=$(sha256sum "$BENCH/dac" | cut -c1-64)
+DAC=$BENCH/dac
 
 DROP=yes
 if ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
@@ -104,7 +116,8 @@ engine_ticks() {
     local p t=0 pid
     for p in "$BENCH/docker/dockerd.pid" "$BENCH/docker/exec/containerd/containerd.pid"; do
         pid=$(tr -dc '0-9' <"$p" 2>/dev/null || true)
-        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+        # utime + stime + the reaped children's (dockerd re-execs itself to build export tars)
+        [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && t=$((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat")))
     done
     echo "$t"
 }
@@ -133,6 +146,9 @@ run_tool() {
     floor) cmd=("$HERE/floor.sh" --sock "$SOCK" "${meta[@]}") ;;
     floor-flat) cmd=("$HERE/floor.sh" --sock "$SOCK" --flat "${meta[@]}") ;;
     floor-disk) cmd=("$HERE/floor.sh" --sock "$SOCK" --to "$out" "${meta[@]}") ;;
+    docker-py-dacset) cmd=("$VENV/bin/python" "$HERE/dockerpy_collect.py" --host "unix://$SOCK" --out "$out" --dac-set "${meta[@]}") ;;
+    floor-nochanges) cmd=("$HERE/floor.sh" --sock "$SOCK" --skip '/changes$' "${meta[@]}") ;;
+    floor-nostats) cmd=("$HERE/floor.sh" --sock "$SOCK" --skip '/stats[?]' "${meta[@]}") ;;
     *) die "unknown tool $tool" ;;
     esac
     wait_quiet
@@ -166,7 +182,8 @@ run_tool() {
 for scene in $SCENES; do
     case "$scene" in
     full) tools=(dac docker-py shell floor floor-flat floor-disk) ;;
-    meta) tools=(dac docker-py shell floor floor-flat) ;;
+    meta) tools=(dac docker-py shell floor floor-flat)
+        [ -z "$EXTRA" ] || tools+=(docker-py-dacset floor-nochanges floor-nostats) ;;
     big) tools=(dac docker-py shell floor floor-disk) ;;
     *) die "unknown scene $scene" ;;
     esac
@@ -183,8 +200,6 @@ for scene in $SCENES; do
 done
 
 # ---------------------------------------------------------------------------------------------
-commit=$(cd "$REPO" && git rev-parse HEAD 2>/dev/null || echo unknown)
-if [ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit (with uncommitted changes)"; fi
 {
     echo "date_utc=$(date -u +%FT%TZ)"
     echo "nproc=$(nproc)"
@@ -192,11 +207,15 @@ if [ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null
     echo "cpu_flags_sha=$(grep -qw sha_ni /proc/cpuinfo && echo sha_ni || echo none)"
     echo "ram=$(free -h | awk '/^Mem:/ {print $2}')"
     src=$(df --output=source "$BENCH" | tail -1)
-    echo "disk=$src $(df --output=fstype "$BENCH" | tail -1 | tr -d ' ') $(df -h --output=size "$BENCH" | tail -1 | tr -d ' '), $(lsblk -dno ROTA "$src" 2>/dev/null | sed 's/1/rotational/;s/0/non-rotational/') $(cat /sys/block/"$(basename "$src")"/device/model 2>/dev/null || true)"
-    echo "virt=$(systemd-detect-virt 2>/dev/null || echo unknown); balloon free-page reporting: $([ -d /sys/bus/virtio/drivers/virtio_balloon ] && ls /sys/bus/virtio/drivers/virtio_balloon | grep -q virtio && echo present || echo absent)"
+    echo "disk=$src, $(df --output=fstype "$BENCH" | tail -1 | tr -d ' '), $(df -h --output=size "$BENCH" | tail -1 | tr -d ' '), $(lsblk -dno ROTA "$src" 2>/dev/null | tr -d ' ' | sed 's/^1$/reported rotational/;s/^0$/non-rotational/')"
+    # A virtio balloon with free-page reporting hands freed memory back to the host: the first
+    # write into it after a cache drop costs host page faults (seen here: ~1.8 s of system time
+    # per GiB written), for every tool that writes and for the engine filling its page cache.
+    echo "virt=$(systemd-detect-virt 2>/dev/null || echo unknown); virtio_balloon driver: $(compgen -G '/sys/bus/virtio/drivers/virtio_balloon/virtio*' >/dev/null && echo bound || echo absent)"
     echo "kernel=$(uname -r)"
     echo "docker=$(curl -s --unix-socket "$SOCK" http://localhost/version | jq -r '"\(.Version) (API \(.ApiVersion)), storage driver " ' 2>/dev/null)$(curl -s --unix-socket "$SOCK" http://localhost/info | jq -r .Driver 2>/dev/null)"
-    echo "dac_commit=$commit"
+    echo "dac_commit=$commit (at build time)"
+    echo "dac_binary=target/release/dac (cargo build --release), sha256 $DAC_SHA, $("$DAC" --version 2>/dev/null | head -1)"
     echo "rustc=$(cd "$REPO" && rustc --version 2>/dev/null)"
     echo "docker_py=$("$VENV/bin/python" -c 'import docker; print(docker.__version__)') on $("$VENV/bin/python" --version 2>&1)"
     echo "docker_cli=$(/usr/bin/docker --version)"

@@ -9,7 +9,7 @@
 # plugins, info, version, system df. SHA256SUMS lists every file.
 set -uo pipefail
 
-HOST= OUT= NO_EXPORT= NO_SAVE=
+HOST='' OUT='' NO_EXPORT='' NO_SAVE=''
 while [ $# -gt 0 ]; do
     case "$1" in
     --host) HOST=$2; shift 2 ;;
