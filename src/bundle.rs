@@ -24,6 +24,25 @@ pub const TIER_METADATA: &str = "30-metadata";
 pub const TIER_LOGS: &str = "40-logs";
 pub const TIER_FILESYSTEM: &str = "50-filesystem";
 pub const TIER_IMAGES: &str = "60-images";
+/// Every tier, in collection order.
+pub const TIERS: [&str; 7] = [
+    TIER_HOST,
+    TIER_VOLATILE,
+    TIER_EVENTS,
+    TIER_METADATA,
+    TIER_LOGS,
+    TIER_FILESYSTEM,
+    TIER_IMAGES,
+];
+/// Tiers whose first requests must start in this order (most volatile first). Host facts are
+/// cheap and events stream for the whole session, so those two are exempt.
+pub const ORDERED_TIERS: [&str; 5] = [
+    TIER_VOLATILE,
+    TIER_METADATA,
+    TIER_LOGS,
+    TIER_FILESYSTEM,
+    TIER_IMAGES,
+];
 
 pub const LOG_PATH: &str = "logs/acquisition.jsonl";
 pub const SIG_NAME: &str = "tagmanifest-sha256.txt.sig";

@@ -34,6 +34,22 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, as the acquisition log may name it.
+    pub const ALL: [Kind; 12] = [
+        Kind::Usage,
+        Kind::Connect,
+        Kind::Http,
+        Kind::Protocol,
+        Kind::Truncated,
+        Kind::Timeout,
+        Kind::Deadline,
+        Kind::Interrupted,
+        Kind::Io,
+        Kind::Unavailable,
+        Kind::Integrity,
+        Kind::Replay,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Usage => "usage",

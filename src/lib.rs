@@ -6,6 +6,13 @@
 //! `bundle`, the only place that writes evidence; `collect` is the plan that orders it all by
 //! volatility; `verify` checks a sealed bundle on its own.
 
+// An engine's answers are untrusted: the shipped code has no unwrap, expect or panic, so no
+// answer can crash a collection. Test modules use them as assertions.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod bundle;
 pub mod case;
 pub mod cli;

@@ -66,6 +66,8 @@ pub struct Session {
 /// Which of the things a transfer waits on came first.
 enum Race<T> {
     Value(T),
+    /// The idle timer fired (it may have been armed before the last data: check).
+    Idle,
     Deadline,
     Stop,
     End,
@@ -75,14 +77,16 @@ enum Race<T> {
 /// session, whichever comes first. A dropped sender means the signal can no longer come.
 async fn race<F: std::future::Future>(
     fut: F,
-    deadline: tokio::time::Instant,
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    idle: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     end: Option<&mut tokio::sync::watch::Receiver<bool>>,
 ) -> Race<F::Output> {
     use std::future::Future;
     use std::task::Poll;
     let mut fut = std::pin::pin!(fut);
-    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+    let mut deadline = deadline;
+    let mut idle = idle;
     let mut stop_wait = std::pin::pin!(stop.wait_for(|s| *s));
     let has_end = end.is_some();
     let mut end_wait = std::pin::pin!(async move {
@@ -104,8 +108,13 @@ async fn race<F: std::future::Future>(
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Race::Value(v));
         }
-        if sleep.as_mut().poll(cx).is_ready() {
+        if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Race::Deadline);
+        }
+        if let Some(idle) = idle.as_mut() {
+            if idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Race::Idle);
+            }
         }
         if !stop_done {
             if let Poll::Ready(r) = stop_wait.as_mut().poll(cx) {
@@ -199,10 +208,12 @@ impl Session {
     /// Wait for a response head, bounded by the idle timeout, the deadline and Ctrl-C.
     async fn head(&self, method: Method, path: &str) -> Result<crate::transport::Response> {
         let mut stop = self.stop.clone();
-        let send = tokio::time::timeout(self.idle, self.transport.send(method, path));
-        match race(send, self.deadline, &mut stop, None).await {
-            Race::Value(Ok(r)) => r,
-            Race::Value(Err(_)) => Err(Error::new(
+        let deadline = std::pin::pin!(tokio::time::sleep_until(self.deadline));
+        let idle = std::pin::pin!(tokio::time::sleep(self.idle));
+        let send = self.transport.send(method, path);
+        match race(send, deadline, Some(idle), &mut stop, None).await {
+            Race::Value(r) => r,
+            Race::Idle => Err(Error::new(
                 Kind::Timeout,
                 format!("no response within {:?} (idle timeout)", self.idle),
             )),
@@ -299,24 +310,35 @@ impl Session {
         // The first failure and the byte offset where the good evidence stops.
         let mut failure: Option<(Error, u64)> = None;
         let mut stop = self.stop.clone();
+        let mut deadline = std::pin::pin!(tokio::time::sleep_until(self.deadline));
+        let mut idle_timer = std::pin::pin!(tokio::time::sleep(self.idle));
+        let mut last_data = tokio::time::Instant::now();
         loop {
-            let idle = if live {
-                Duration::from_secs(365 * 86_400)
-            } else {
-                self.idle
-            };
-            let frame = tokio::time::timeout(idle, body.frame());
             let next = match race(
-                frame,
-                self.deadline,
+                body.frame(),
+                deadline.as_mut(),
+                if live {
+                    None
+                } else {
+                    Some(idle_timer.as_mut())
+                },
                 &mut stop,
                 if live { Some(&mut end) } else { None },
             )
             .await
             {
                 Race::End => break,
-                Race::Value(Ok(f)) => Ok(f),
-                Race::Value(Err(_)) => Err(Error::new(
+                Race::Value(f) => {
+                    last_data = tokio::time::Instant::now();
+                    Ok(f)
+                }
+                // The timer is armed once and moved on only when it fires, not per chunk:
+                // a hot path of 32 KiB frames should not touch the timer wheel each time.
+                Race::Idle if last_data + self.idle > tokio::time::Instant::now() => {
+                    idle_timer.as_mut().reset(last_data + self.idle);
+                    continue;
+                }
+                Race::Idle => Err(Error::new(
                     Kind::Timeout,
                     format!(
                         "no data for {:?} (idle timeout) after {} bytes",

@@ -69,42 +69,11 @@ const BAGIT: &str = "bagit.txt";
 const BAG_INFO: &str = "bag-info.txt";
 const MANIFEST: &str = "manifest-sha256.txt";
 const TAGMANIFEST: &str = "tagmanifest-sha256.txt";
-const SIG: &str = "tagmanifest-sha256.txt.sig";
-const LOG: &str = "logs/acquisition.jsonl";
+use crate::bundle::{LOG_PATH as LOG, SIG_NAME as SIG};
 const IMAGE_GET: &str = "/images/{name}/get";
 
-/// Tiers whose first artifacts must start in this order (most volatile first). 00-host and
-/// 20-events are exempt: host facts are cheap and events stream for the whole session.
-const ORDERED_TIERS: [&str; 5] = [
-    "10-volatile",
-    "30-metadata",
-    "40-logs",
-    "50-filesystem",
-    "60-images",
-];
-const ALL_TIERS: [&str; 7] = [
-    "00-host",
-    "10-volatile",
-    "20-events",
-    "30-metadata",
-    "40-logs",
-    "50-filesystem",
-    "60-images",
-];
-const ERROR_KINDS: [&str; 12] = [
-    "usage",
-    "connect",
-    "http",
-    "protocol",
-    "truncated",
-    "timeout",
-    "deadline",
-    "interrupted",
-    "io",
-    "unavailable",
-    "integrity",
-    "replay",
-];
+use crate::bundle::{ORDERED_TIERS, TIERS as ALL_TIERS};
+
 const BAG_INFO_FIELDS: [&str; 10] = [
     "Source-Organization",
     "Contact-Name",
@@ -840,7 +809,7 @@ impl Verifier<'_> {
                     let kind_ok = rec
                         .get("kind")
                         .and_then(Value::as_str)
-                        .is_some_and(|k| ERROR_KINDS.contains(&k));
+                        .is_some_and(|k| crate::error::Kind::ALL.iter().any(|x| x.as_str() == k));
                     let status_ok = rec
                         .get("status")
                         .is_none_or(|v| v.as_u64().is_some_and(|s| s <= 999));
@@ -1522,7 +1491,6 @@ fn expected_image_id(object: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Kind;
     use std::path::PathBuf;
 
     const CID: &str = "3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a";
@@ -2384,22 +2352,5 @@ mod tests {
             read_line_bounded(&mut r, 4, &mut out).unwrap(),
             LineEnd::Eof
         );
-
-        let kinds = [
-            Kind::Usage,
-            Kind::Connect,
-            Kind::Http,
-            Kind::Protocol,
-            Kind::Truncated,
-            Kind::Timeout,
-            Kind::Deadline,
-            Kind::Interrupted,
-            Kind::Io,
-            Kind::Unavailable,
-            Kind::Integrity,
-            Kind::Replay,
-        ];
-        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names, ERROR_KINDS);
     }
 }

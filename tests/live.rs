@@ -299,13 +299,7 @@ fn docker_tls_with_client_certificates_and_wrong_ca() {
             "--tlskey",
             &format!("{tls}/key.pem"),
         ]));
-    assert_eq!(code(&out), 2, "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("TLS"),
-        "{}",
-        text(&out)
-    );
-    assert!(!bad.join("bagit.txt").exists());
+    assert_refused(&out, &bad, &["TLS"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -187,3 +187,24 @@ pub fn outcome(out: &Output, bag: &Path) -> String {
     }
     s
 }
+
+/// Copy a folder tree (fixtures, bundles) for a test to alter.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let t = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).expect("copy file");
+        }
+    }
+}
+
+/// A run refused before collecting: exit 2, stderr names the reason, no bundle was made.
+pub fn assert_refused(out: &Output, bag: &Path, any_of: &[&str]) {
+    assert_eq!(code(out), 2, "{}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(any_of.iter().any(|n| stderr.contains(n)), "{}", text(out));
+    assert!(!bag.join("bagit.txt").exists());
+}
