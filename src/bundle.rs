@@ -2,9 +2,9 @@
 //! acquisition log. Payload files are hashed while they are written, then read back and hashed
 //! again; the log is flushed per record; sealing writes the manifests and bag-info last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -68,19 +68,95 @@ pub fn name_for(raw: &str) -> String {
 
 /// SHA-256 and length of a file, read in bounded chunks.
 pub fn hash_path(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
+    let total = hash_from(&file, 0, size, &mut hasher)?;
+    Ok((hex(&hasher.finalize()), total))
+}
+
+/// Feed `file` from `from` to its end into `hasher` with positioned reads (the file's own
+/// offset is left alone, so a writer may share it), and return where it ended. `size` only
+/// sizes the buffer.
+fn hash_from(file: &File, from: u64, size: u64, hasher: &mut Sha256) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let want = size.saturating_sub(from).saturating_add(1).min(1 << 20);
+    let mut buf = vec![0u8; usize::try_from(want).unwrap_or(1 << 20).max(4096)];
+    let mut at = from;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = match file.read_at(&mut buf, at) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(at);
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+}
+
+/// Hashes a large payload's bytes back from the file while the transfer is still arriving, on
+/// its own thread, so that the read-back costs the transfer almost nothing at its end.
+struct Trailer {
+    flushed: std::sync::mpsc::Sender<u64>,
+    done: std::thread::JoinHandle<io::Result<(String, u64)>>,
+}
+
+/// A payload gets a trailing reader once this much of it has reached the file, and tells it
+/// of every further step.
+const TRAIL_AFTER: u64 = 8 << 20;
+const TRAIL_STEP: u64 = 1 << 20;
+
+impl Trailer {
+    fn start(file: File) -> io::Result<Trailer> {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let done = std::thread::Builder::new()
+            .name("dac-readback".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                let mut at = 0u64;
+                // Read up to what the writer has flushed; when it is done (the sender is
+                // dropped after the last flush), read to the end of the file.
+                while let Ok(upto) = rx.recv() {
+                    let upto = rx.try_iter().last().unwrap_or(upto);
+                    at = hash_range(&file, at, upto, &mut hasher)?;
+                }
+                at = hash_from(&file, at, at, &mut hasher)?;
+                Ok((hex(&hasher.finalize()), at))
+            })?;
+        Ok(Trailer { flushed: tx, done })
+    }
+
+    /// Wait for the reader to reach the end of the (closed for writing) file.
+    fn finish(self) -> io::Result<(String, u64)> {
+        drop(self.flushed);
+        self.done
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the read-back thread stopped")))
+    }
+}
+
+/// Feed `file[from..upto]` into `hasher`; return where the reading stopped.
+fn hash_range(file: &File, from: u64, upto: u64, hasher: &mut Sha256) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < upto {
+        let len = usize::try_from((upto - at).min(1 << 20)).unwrap_or(1 << 20);
+        let n = match file.read_at(&mut buf[..len], at) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        total += n as u64;
+        at += n as u64;
     }
-    Ok((hex(&hasher.finalize()), total))
+    Ok(at)
 }
 
 struct LogState {
@@ -95,6 +171,8 @@ pub struct Bundle {
     started: Instant,
     log: Mutex<LogState>,
     files: Mutex<BTreeMap<String, (String, u64)>>,
+    /// Folders under data/ already made, so each is made once.
+    dirs: Mutex<BTreeSet<PathBuf>>,
 }
 
 /// What a finished payload file holds.
@@ -179,6 +257,7 @@ impl Bundle {
                 prev: ZERO_HASH.to_string(),
             }),
             files: Mutex::new(BTreeMap::new()),
+            dirs: Mutex::new(BTreeSet::new()),
         }))
     }
 
@@ -247,10 +326,23 @@ impl Bundle {
         }
         let full = self.root.join("data").join(rel);
         if let Some(parent) = full.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| self.disk_error(format!("cannot create {}", parent.display()), e))?;
+            let made = self
+                .dirs
+                .lock()
+                .map(|d| d.contains(parent))
+                .unwrap_or(false);
+            if !made {
+                fs::create_dir_all(parent).map_err(|e| {
+                    self.disk_error(format!("cannot create {}", parent.display()), e)
+                })?;
+                if let Ok(mut d) = self.dirs.lock() {
+                    d.insert(parent.to_path_buf());
+                }
+            }
         }
+        // Readable too: the read-back uses the same open file.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&full)
@@ -264,6 +356,8 @@ impl Bundle {
             bytes: 0,
             failed: None,
             finished: false,
+            trailer: None,
+            announced: 0,
         })
     }
 
@@ -411,6 +505,10 @@ pub struct Payload {
     bytes: u64,
     failed: Option<String>,
     finished: bool,
+    /// The read-back of a large payload, running behind the writer.
+    trailer: Option<Trailer>,
+    /// How far the trailer has been told the file is flushed.
+    announced: u64,
 }
 
 impl Drop for Payload {
@@ -456,7 +554,29 @@ impl Payload {
             self.failed = Some(err.message.clone());
             return Err(err);
         }
+        self.trail();
         Ok(())
+    }
+
+    /// Tell the trailing reader how far the file is flushed (starting it for a large file).
+    /// Without one, the whole file is read back at the end instead.
+    fn trail(&mut self) {
+        let flushed = self.bytes - self.file.buffer().len() as u64;
+        if flushed < TRAIL_AFTER || flushed < self.announced + TRAIL_STEP {
+            return;
+        }
+        if self.trailer.is_none() {
+            self.trailer = self
+                .file
+                .get_ref()
+                .try_clone()
+                .and_then(Trailer::start)
+                .ok();
+        }
+        if let Some(t) = &self.trailer {
+            let _ = t.flushed.send(flushed);
+            self.announced = flushed;
+        }
     }
 
     /// Close, read back, and list the file in the manifest. Whatever reached the disk is
@@ -473,7 +593,15 @@ impl Payload {
             }
         }
         let stream_sha = hex(&self.hasher.clone().finalize());
-        let (readback, disk) = match hash_path(&self.full) {
+        let readback = match self.trailer.take() {
+            Some(t) => t.finish(),
+            None => {
+                let mut hasher = Sha256::new();
+                hash_from(self.file.get_ref(), 0, self.bytes, &mut hasher)
+                    .map(|n| (hex(&hasher.finalize()), n))
+            }
+        };
+        let (readback, disk) = match readback {
             Ok(v) => v,
             Err(e) => {
                 if error.is_none() {
@@ -551,6 +679,67 @@ mod tests {
             json!(hex(&Sha256::digest(lines[0].as_bytes())))
         );
         assert_eq!(second["seq"], json!(1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Deterministic bytes that do not repeat within a chunk.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_payload_is_read_back_while_it_arrives() {
+        let dir = scratch("trail");
+        let bag = Bundle::create(&dir).unwrap();
+        let mut p = bag.payload("50-filesystem/big.tar").unwrap();
+        let mut all = Sha256::new();
+        for i in 0..200u64 {
+            let chunk = noise(100 * 1024 + i as usize, i);
+            all.update(&chunk);
+            p.write(&chunk).unwrap();
+        }
+        assert!(
+            p.trailer.is_some(),
+            "no trailing reader past {TRAIL_AFTER} bytes"
+        );
+        assert!(p.announced >= TRAIL_AFTER);
+        let (w, err) = p.finish();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(w.sha256, hex(&all.finalize()));
+        assert_eq!(w.readback_sha256, w.sha256);
+        assert_eq!(w.disk_bytes, w.bytes);
+        assert_eq!(w.bytes, fs::metadata(dir.join(&w.path)).unwrap().len());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_back_catches_a_file_that_differs_from_what_was_received() {
+        let dir = scratch("differs");
+        let bag = Bundle::create(&dir).unwrap();
+        // Small (read back at the end) and large (read back while arriving).
+        for (name, len) in [("small.json", 5usize), ("large.tar", 12 << 20)] {
+            let mut p = bag.payload(&format!("30-metadata/{name}")).unwrap();
+            p.write(&noise(len, 7)).unwrap();
+            // Something else grows the file behind the writer's back.
+            let other = OpenOptions::new()
+                .write(true)
+                .open(dir.join("data/30-metadata").join(name))
+                .unwrap();
+            other.set_len(len as u64 + 4096).unwrap();
+            let (w, err) = p.finish();
+            let err = err.expect("a grown file passed the read-back");
+            assert_eq!(err.kind, Kind::Integrity, "{name}: {}", err.message);
+            assert_eq!(w.disk_bytes, len as u64 + 4096, "{name}");
+            assert_ne!(w.readback_sha256, w.sha256, "{name}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -52,6 +52,11 @@ SCOPE:
                             (unlike export, it includes volumes); repeatable
         --no-export         skip container filesystem exports
         --no-save           skip image saves
+        --no-stats          skip resource stats of running containers (the engine answers them
+                            on its one-second sampling tick, so they hold a run for up to ~1 s)
+        --no-changes        skip each container's filesystem change list (/changes; the engine
+                            walks the container's filesystem for it, as costly as an export on
+                            some storage drivers; it is the only artifact that lists deletions)
 
 BUNDLE:
         --out DIR           new or empty folder for the bundle (required)
@@ -290,6 +295,8 @@ fn collect_options(args: &mut pico_args::Arguments, argv: Vec<String>) -> Result
         .map_err(|e| Error::usage(format!("--path: {e}")))?;
     let no_export = args.contains("--no-export");
     let no_save = args.contains("--no-save");
+    let no_stats = args.contains("--no-stats");
+    let no_changes = args.contains("--no-changes");
     let quiet = args.contains(["-q", "--quiet"]);
     let jobs: usize = opt(args, "--jobs")?.unwrap_or(4);
     let idle = seconds("--idle-timeout", opt(args, "--idle-timeout")?, 60)?;
@@ -358,6 +365,8 @@ fn collect_options(args: &mut pico_args::Arguments, argv: Vec<String>) -> Result
         paths,
         no_export,
         no_save,
+        no_stats,
+        no_changes,
         jobs,
         idle,
         deadline,

@@ -28,6 +28,8 @@ pub struct Options {
     pub paths: Vec<String>,
     pub no_export: bool,
     pub no_save: bool,
+    pub no_stats: bool,
+    pub no_changes: bool,
     pub jobs: usize,
     pub idle: Duration,
     pub deadline: Duration,
@@ -172,6 +174,10 @@ async fn collect(opts: Options) -> Result<Outcome> {
         deadline,
         stop_rx,
     ));
+    session
+        .footprint
+        .podman
+        .store(engine == "podman", Ordering::Relaxed);
     let session_id = crate::transport::sha256_hex(
         format!("{start_utc}|{}|{}", target.url, std::process::id()).as_bytes(),
     );
@@ -193,6 +199,17 @@ async fn collect(opts: Options) -> Result<Outcome> {
     start.insert("session_id".into(), json!(session_id));
     start.insert("clock".into(), json!({"local_utc": start_utc}));
     start.insert("targets".into(), json!(opts.targets));
+    // What the examiner left out, so that an absent artifact reads as a choice, not a loss.
+    start.insert(
+        "scope".into(),
+        json!({
+            "exports": !opts.no_export,
+            "saves": !opts.no_save,
+            "stats": !opts.no_stats,
+            "changes": !opts.no_changes,
+            "paths": opts.paths,
+        }),
+    );
     start.insert("plain_tcp".into(), json!(target.plain_tcp));
     session.log("session_start", start);
 
@@ -223,7 +240,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 &call,
                 bundle::TIER_EVENTS,
                 "live.jsonl",
-                Check::Raw,
+                Check::Events(s.footprint.clone()),
                 when,
                 Some(end_rx),
             )
@@ -282,6 +299,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 )
                 .await,
         );
+        if opts.no_stats {
+            continue;
+        }
         // A paused container still holds its memory; the daemon gives its stats too.
         let stats = format!("containers/{dir}/stats.json");
         stats_tasks.push(
@@ -336,6 +356,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 )
                 .await,
         ));
+        if opts.no_changes {
+            continue;
+        }
         tasks.push(
             small
                 .meta(
@@ -551,10 +574,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
         f.insert("detail".into(), json!("the engine is not a swarm manager: no services, tasks, nodes, secrets or configs to collect"));
         session.log("note", f);
     }
-    join(tasks).await;
 
-    // 4. Logs, framed as the container's own Config.Tty says.
-    let mut tasks = Vec::new();
+    // 4. Logs, framed as the container's own Config.Tty says. They queue behind the last
+    // metadata request and overlap the metadata still in flight.
     for c in &chosen {
         let id = c
             .get("Id")
@@ -633,8 +655,32 @@ async fn collect(opts: Options) -> Result<Outcome> {
 
     join(stats_tasks).await;
 
-    // Close the live event stream: give the daemon a moment to deliver our own last events.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Close the live event stream once it has delivered the events our own requests left
+    // (at most 200 ms for an engine that does not log them), so the bundle shows them.
+    let caught_up = session
+        .footprint
+        .caught_up(Duration::from_millis(200))
+        .await;
+    let mut f = Map::new();
+    f.insert(
+        "detail".into(),
+        json!(format!(
+            "live event stream closed {} the events of this collection's own requests",
+            if caught_up {
+                "after"
+            } else {
+                "200 ms after the last answer, without all of"
+            }
+        )),
+    );
+    f.insert(
+        "footprint_events".into(),
+        json!({
+            "expected": session.footprint.expected.load(Ordering::Relaxed),
+            "delivered": session.footprint.seen.load(Ordering::Relaxed),
+        }),
+    );
+    session.log("note", f);
     let _ = end_tx.send(true);
     let live_abort = live.abort_handle();
     if tokio::time::timeout(Duration::from_secs(10), live)

@@ -30,6 +30,9 @@ pub enum Check {
     Tar,
     /// Demultiplex a non-TTY log into derived stdout/stderr files.
     Logs { tty: bool },
+    /// A stream of JSON event lines: keep, and count the events this collection's own
+    /// requests leave (see [`Footprint`]).
+    Events(Arc<Footprint>),
     /// A saved image: validate the tar, then verify it against its own digests (the ID asked
     /// for must be in it).
     Image(String),
@@ -51,11 +54,66 @@ pub struct Meter {
     pub active: AtomicU64,
 }
 
+/// The events an engine logs for this collection's own requests (processes, exports, saves,
+/// archive pulls): how many answers the engine gave that leave one, and how many such events
+/// the live stream has delivered. The live stream is closed once it has caught up.
+#[derive(Default)]
+pub struct Footprint {
+    pub expected: AtomicU64,
+    pub seen: AtomicU64,
+    /// Podman logs no event for processes, and a container `mount` for an export.
+    pub podman: AtomicBool,
+}
+
+impl Footprint {
+    /// Wait until every expected event has been delivered, or `limit` has passed (an engine
+    /// that logs none of them, or someone else's events that did not come). Returns whether
+    /// it caught up.
+    pub async fn caught_up(&self, limit: Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if self.seen.load(Ordering::Relaxed) >= self.expected.load(Ordering::Relaxed) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Does a request of this template make the engine log an event (seen on the wire: Docker
+/// logs container top, export and archive-path and image save; Podman a container mount for
+/// an export and an image save, nothing for top)?
+fn leaves_event(template: &str, podman: bool) -> bool {
+    match template {
+        "/containers/{id}/top" => !podman,
+        "/containers/{id}/export" | "/containers/{id}/archive" | "/images/{name}/get" => true,
+        _ => false,
+    }
+}
+
+/// Is this event line one that [`leaves_event`] requests leave? (Docker's own mount events
+/// are of volumes, so a container mount is Podman's export.)
+fn is_footprint(line: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(line) else {
+        return false;
+    };
+    let action = v.get("Action").and_then(Value::as_str);
+    match v.get("Type").and_then(Value::as_str) {
+        Some("container") => matches!(action, Some("top" | "export" | "archive-path" | "mount")),
+        Some("image") => action == Some("save"),
+        _ => false,
+    }
+}
+
 pub struct Session {
     pub transport: Transport,
     pub api: Api,
     pub bundle: Arc<Bundle>,
     pub meter: Meter,
+    pub footprint: Arc<Footprint>,
     pub idle: Duration,
     deadline: tokio::time::Instant,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -149,6 +207,7 @@ impl Session {
             api,
             bundle,
             meter: Meter::default(),
+            footprint: Arc::new(Footprint::default()),
             idle,
             deadline,
             stop,
@@ -298,6 +357,9 @@ impl Session {
                 Error::new(Kind::Http, format!("HTTP {status}: {detail}")).with_status(status);
             self.error(call, &err, 0, None);
             return None;
+        }
+        if leaves_event(call.template, self.footprint.podman.load(Ordering::Relaxed)) {
+            self.footprint.expected.fetch_add(1, Ordering::Relaxed);
         }
         let mut payload = match self.bundle.payload(&format!("{tier}/{rel}")) {
             Ok(p) => p,
@@ -540,7 +602,7 @@ impl Session {
     }
 
     /// The first kilobytes of an error answer, as text for the log.
-    async fn error_body(&self, body: &mut hyper::body::Incoming) -> String {
+    async fn error_body(&self, body: &mut crate::transport::Body) -> String {
         let mut buf = Vec::new();
         while buf.len() < 4096 {
             match tokio::time::timeout(self.idle, body.frame()).await {
@@ -675,6 +737,8 @@ type Finished = (Vec<(String, Value)>, Option<Vec<u8>>, Vec<(Written, bool)>);
 #[allow(clippy::large_enum_variant)] // one per request, never in a collection
 enum Processor {
     Raw,
+    /// The unfinished last line (bounded) and where to count footprint events.
+    Events(Vec<u8>, Arc<Footprint>),
     Json(Vec<u8>, bool),
     Tar(TarWalker),
     Logs {
@@ -689,6 +753,7 @@ impl Processor {
     fn new(check: &Check, bundle: &Arc<Bundle>, tier: &str, rel: &str) -> Processor {
         match check {
             Check::Raw => Processor::Raw,
+            Check::Events(f) => Processor::Events(Vec::new(), f.clone()),
             Check::Json => Processor::Json(Vec::new(), false),
             Check::Tar | Check::Image(_) => Processor::Tar(TarWalker::new()),
             Check::Logs { tty } => {
@@ -724,6 +789,22 @@ impl Processor {
     fn push(&mut self, data: &[u8], offset: u64) -> std::result::Result<(), (Error, u64)> {
         match self {
             Processor::Raw => Ok(()),
+            Processor::Events(partial, footprint) => {
+                partial.extend_from_slice(data);
+                let mut start = 0;
+                while let Some(n) = partial[start..].iter().position(|&b| b == b'\n') {
+                    if is_footprint(&partial[start..start + n]) {
+                        footprint.seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    start += n + 1;
+                }
+                partial.drain(..start);
+                // An event line is a few hundred bytes; a longer one is not counted.
+                if partial.len() > JSON_PARSE_LIMIT {
+                    partial.clear();
+                }
+                Ok(())
+            }
             Processor::Json(buf, over) => {
                 if buf.len() + data.len() > JSON_PARSE_LIMIT {
                     *over = true;
@@ -825,7 +906,7 @@ impl Processor {
     /// Extra artifact fields, the JSON bytes to parse, and the derived files written.
     fn finish(self) -> Finished {
         match self {
-            Processor::Raw => (vec![], None, vec![]),
+            Processor::Raw | Processor::Events(..) => (vec![], None, vec![]),
             Processor::Json(buf, over) => {
                 if over {
                     (
@@ -868,5 +949,84 @@ impl Processor {
                 (vec![("log_framing".into(), json!(framing))], None, derived)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footprint_events_are_counted_across_chunk_boundaries() {
+        let dir = std::env::temp_dir().join(format!("dac-session-fp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bag = Bundle::create(&dir).unwrap();
+        let fp = Arc::new(Footprint::default());
+        let mut p = Processor::new(&Check::Events(fp.clone()), &bag, "20-events", "live.jsonl");
+        let stream = concat!(
+            r#"{"Type":"container","Action":"top","id":"a"}"#,
+            "\n",
+            r#"{"Type":"container","Action":"start","id":"b"}"#,
+            "\n",
+            r#"{"Type":"container","Action":"export","id":"a"}"#,
+            "\n",
+            "not json\n",
+            r#"{"Type":"image","Action":"save","id":"sha256:c"}"#,
+            "\n",
+            r#"{"Type":"volume","Action":"mount","id":"v"}"#,
+            "\n",
+            r#"{"Type":"container","Action":"archive-path","id":"a"}"#,
+        )
+        .as_bytes();
+        // Every split point, including inside a line and between lines.
+        for cut in 0..stream.len() {
+            fp.seen.store(0, Ordering::Relaxed);
+            if let Processor::Events(partial, _) = &mut p {
+                partial.clear();
+            }
+            p.push(&stream[..cut], 0).unwrap();
+            p.push(&stream[cut..], cut as u64).unwrap();
+            // The last line has no newline yet: it is not counted until it is complete.
+            assert_eq!(fp.seen.load(Ordering::Relaxed), 3, "cut at {cut}");
+            p.push(b"\n", stream.len() as u64).unwrap();
+            assert_eq!(fp.seen.load(Ordering::Relaxed), 4, "cut at {cut}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_requests_that_leave_events_are_expected() {
+        let api = Api { version: (1, 41) };
+        for podman in [false, true] {
+            assert_eq!(
+                leaves_event(api.container_top("a").template, podman),
+                !podman
+            );
+            assert!(leaves_event(api.container_export("a").template, podman));
+            assert!(leaves_event(
+                api.container_archive("a", "/x").template,
+                podman
+            ));
+            assert!(leaves_event(api.image_save("a").template, podman));
+            assert!(!leaves_event(api.container_logs("a").template, podman));
+            assert!(!leaves_event(api.container_inspect("a").template, podman));
+            assert!(!leaves_event(api.container_stats("a").template, podman));
+        }
+    }
+
+    #[test]
+    fn the_live_stream_waits_for_its_footprint_but_not_forever() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let fp = Footprint::default();
+        fp.expected.store(2, Ordering::Relaxed);
+        fp.seen.store(2, Ordering::Relaxed);
+        assert!(rt.block_on(fp.caught_up(Duration::from_secs(5))));
+        fp.expected.store(3, Ordering::Relaxed);
+        let t = std::time::Instant::now();
+        assert!(!rt.block_on(fp.caught_up(Duration::from_millis(30))));
+        assert!(t.elapsed() >= Duration::from_millis(30));
     }
 }

@@ -4,8 +4,11 @@
 //! crate can build a request. Every request opens its own connection (Unix socket, TCP, TLS, an
 //! ssh `dial-stdio` child, or an in-memory replay), so one slow stream never blocks another.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Empty;
@@ -259,10 +262,10 @@ impl Transport {
                     format!("HTTP handshake with {} failed: {e}", self.describe),
                 )
             })?;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = conn.await;
-        });
+        // The connection is driven by whoever waits on this request, first for the head, then
+        // inside the body: a separate task would hand every chunk across threads, with a wake-up
+        // each way per chunk (measured at more than twice curl's time for a 1 GiB export).
+        let mut conn: Option<Pin<Box<Conn>>> = Some(Box::pin(conn));
         let request = hyper::Request::builder()
             .method(method.as_hyper())
             .uri(path_and_query)
@@ -275,7 +278,13 @@ impl Transport {
                     format!("cannot build request for {path_and_query}: {e}"),
                 )
             })?;
-        let response = sender.send_request(request).await.map_err(|e| {
+        let mut send = std::pin::pin!(sender.send_request(request));
+        let response = std::future::poll_fn(|cx| {
+            drive(&mut conn, cx);
+            send.as_mut().poll(cx)
+        })
+        .await
+        .map_err(|e| {
             // hyper's own message is terse ("connection error"); the cause is in its sources,
             // e.g. why an ssh tunnel closed.
             let mut detail = e.to_string();
@@ -312,19 +321,68 @@ impl Transport {
                 ),
             ));
         }
-        Ok(Response(response))
+        Ok(Response {
+            head: response,
+            conn,
+            permit,
+        })
     }
 }
 
-/// A response head and its streaming body.
-pub struct Response(pub hyper::Response<Incoming>);
+type Conn = hyper::client::conn::http1::Connection<TokioIo<BoxIo>, Empty<Bytes>>;
+
+/// Poll the connection once; forget it when it is done (its errors reach the body).
+fn drive(conn: &mut Option<Pin<Box<Conn>>>, cx: &mut Context<'_>) {
+    if let Some(c) = conn.as_mut() {
+        if c.as_mut().poll(cx).is_ready() {
+            *conn = None;
+        }
+    }
+}
+
+/// A response head and its streaming body, with the connection that carries them.
+pub struct Response {
+    head: hyper::Response<Incoming>,
+    conn: Option<Pin<Box<Conn>>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A streaming body that drives its own connection as it is read. Dropping it closes the
+/// connection.
+pub struct Body {
+    incoming: Incoming,
+    conn: Option<Pin<Box<Conn>>>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        drive(&mut this.conn, cx);
+        Pin::new(&mut this.incoming).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.incoming.size_hint()
+    }
+}
 
 impl Response {
     pub fn status(&self) -> u16 {
-        self.0.status().as_u16()
+        self.head.status().as_u16()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.0
+        self.head
             .headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -333,7 +391,7 @@ impl Response {
     /// Every header, for provenance (names lowercased by hyper; values lossily decoded).
     pub fn headers_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::new();
-        for (k, v) in self.0.headers() {
+        for (k, v) in self.head.headers() {
             map.insert(
                 k.as_str().to_string(),
                 serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
@@ -341,8 +399,12 @@ impl Response {
         }
         serde_json::Value::Object(map)
     }
-    pub fn into_body(self) -> Incoming {
-        self.0.into_body()
+    pub fn into_body(self) -> Body {
+        Body {
+            incoming: self.head.into_body(),
+            conn: self.conn,
+            _permit: self.permit,
+        }
     }
 }
 

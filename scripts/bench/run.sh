@@ -17,11 +17,14 @@
 # (/tmp/dac-bench/scratch, deleted after each run), after `sync; echo 3 > drop_caches`:
 #   dac          target/release/dac collect -H unix://SOCK --out DIR --quiet
 #                (meta scene: --no-export --no-save)
+#   dac-six      meta scene only: dac on the paper's six tables, as docker-py asks them
+#                (--no-export --no-save --no-stats --no-changes)
 #   docker-py    dockerpy_collect.py (docker-py 7.1.0 in /tmp/dac-bench/venv), sequential
 #   shell        shell_collect.sh (docker CLI | tee | sha256sum)
 #   floor        floor.sh: dac's requests with curl, tier by tier, bodies to /dev/null, -P 4
 #   floor-flat   floor.sh --flat: the same requests with no tiers (exports first)
 #   floor-disk   floor.sh --to DIR: the tiered floor writing the bodies to files (not hashed)
+#   floor-six    meta scene only: the tiered floor of dac-six's requests
 # Wall time from the shell (date +%s%N around the command), peak RSS from /usr/bin/time -f %M,
 # the tool's CPU (%U + %S), the bench engine's (dockerd + its containerd, with their reaped
 # children such as dockerd's tar helper) and everyone else's.
@@ -141,6 +144,7 @@ run_tool() {
     [ "$scene" = meta ] && meta=(--no-export --no-save)
     case "$tool" in
     dac) cmd=("$DAC" collect -H "unix://$SOCK" --out "$out" --quiet "${meta[@]}") ;;
+    dac-six) cmd=("$DAC" collect -H "unix://$SOCK" --out "$out" --quiet --no-stats --no-changes "${meta[@]}") ;;
     docker-py) cmd=("$VENV/bin/python" "$HERE/dockerpy_collect.py" --host "unix://$SOCK" --out "$out" "${meta[@]}") ;;
     shell) cmd=("$HERE/shell_collect.sh" --host "unix://$SOCK" --out "$out" "${meta[@]}") ;;
     floor) cmd=("$HERE/floor.sh" --sock "$SOCK" "${meta[@]}") ;;
@@ -149,6 +153,7 @@ run_tool() {
     docker-py-dacset) cmd=("$VENV/bin/python" "$HERE/dockerpy_collect.py" --host "unix://$SOCK" --out "$out" --dac-set "${meta[@]}") ;;
     floor-nochanges) cmd=("$HERE/floor.sh" --sock "$SOCK" --skip '/changes$' "${meta[@]}") ;;
     floor-nostats) cmd=("$HERE/floor.sh" --sock "$SOCK" --skip '/stats[?]' "${meta[@]}") ;;
+    floor-six) cmd=("$HERE/floor.sh" --sock "$SOCK" --skip '/changes$|/stats[?]' "${meta[@]}") ;;
     *) die "unknown tool $tool" ;;
     esac
     wait_quiet
@@ -170,8 +175,8 @@ run_tool() {
     cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
     other=$(awk -v b="$((b1 - b0))" -v e="$((e1 - e0))" -v c="$cpu" 'BEGIN { o = (b - e) / 100 - c; if (o < 0) o = 0; printf "%.2f", o }')
     engine=$(awk -v e="$((e1 - e0))" 'BEGIN { printf "%.2f", e / 100 }')
-    if [ "$tool" = dac ] && [ -f "$out/logs/acquisition.jsonl" ]; then
-        cp "$out/logs/acquisition.jsonl" "$RES/$scene-dac-r$round.jsonl"
+    if [[ $tool == dac* ]] && [ -f "$out/logs/acquisition.jsonl" ]; then
+        cp "$out/logs/acquisition.jsonl" "$RES/$scene-$tool-r$round.jsonl"
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scene" "$round" "$tool" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')" "${rss:-0}" "$rc" "$cpu" "$engine" "$other" >>"$RUNS"
@@ -182,7 +187,7 @@ run_tool() {
 for scene in $SCENES; do
     case "$scene" in
     full) tools=(dac docker-py shell floor floor-flat floor-disk) ;;
-    meta) tools=(dac docker-py shell floor floor-flat)
+    meta) tools=(dac dac-six docker-py shell floor floor-flat floor-six)
         [ -z "$EXTRA" ] || tools+=(docker-py-dacset floor-nochanges floor-nostats) ;;
     big) tools=(dac docker-py shell floor floor-disk) ;;
     *) die "unknown scene $scene" ;;
