@@ -186,6 +186,46 @@ fn docker_collection_leaves_only_read_footprints() {
         has("container", "export") && has("container", "top"),
         "own footprint not seen: {actions:?}"
     );
+    // The live stream was closed once it held every event our own requests left: one per
+    // process listing, export, archive pull and image save that the engine answered.
+    let recs = log_records(&bag);
+    let ours: usize = [
+        "/containers/{id}/top",
+        "/containers/{id}/export",
+        "/containers/{id}/archive",
+        "/images/{name}/get",
+    ]
+    .iter()
+    .map(|ep| artifacts(&recs, ep).len())
+    .sum();
+    let fp = recs
+        .iter()
+        .find(|r| r.get("footprint_events").is_some())
+        .expect("a note on closing the live stream");
+    assert_eq!(fp["footprint_events"]["expected"], ours as u64, "{fp}");
+    // Other tests collect from the same engine at the same time: their events come too.
+    let delivered = fp["footprint_events"]["delivered"].as_u64().unwrap();
+    assert!(delivered >= ours as u64, "{fp}");
+    assert!(
+        fp["detail"].as_str().unwrap().contains("closed after"),
+        "{fp}"
+    );
+    let footprints = live
+        .lines()
+        .filter(|l| {
+            let ev: Value = serde_json::from_str(l).unwrap();
+            matches!(
+                (ev["Type"].as_str(), ev["Action"].as_str()),
+                (Some("container"), Some("top" | "export" | "archive-path"))
+                    | (Some("image"), Some("save"))
+            )
+        })
+        .count();
+    // (More may arrive between the note and the close.)
+    assert!(
+        footprints as u64 >= delivered,
+        "counted events missing from live.jsonl"
+    );
     // Reads only: the archive pull mounts the container's volumes to read them.
     let reads = [
         ("container", "top"),
@@ -391,5 +431,21 @@ fn podman_full_collection_verifies() {
         assert_eq!(check["image_check"]["layout"], "docker-archive");
     }
     assert!(!artifacts(&recs, "/containers/{id}/export").is_empty());
+    // Podman logs a container mount per export and a save per image, nothing for top: the
+    // live stream still closes on them rather than on the 200 ms limit.
+    let fp = recs
+        .iter()
+        .find(|r| r.get("footprint_events").is_some())
+        .expect("a note on closing the live stream");
+    let expected = fp["footprint_events"]["expected"].as_u64().unwrap();
+    assert!(expected >= artifacts(&recs, "/containers/{id}/export").len() as u64);
+    assert!(
+        fp["footprint_events"]["delivered"].as_u64().unwrap() >= expected,
+        "{fp}"
+    );
+    assert!(
+        fp["detail"].as_str().unwrap().contains("closed after"),
+        "{fp}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
