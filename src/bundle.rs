@@ -70,31 +70,53 @@ pub fn name_for(raw: &str) -> String {
 pub fn hash_path(path: &Path) -> io::Result<(String, u64)> {
     let file = File::open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    hash_file(&file, size)
+}
+
+/// SHA-256 and length of an open file from its start, with a buffer sized to `size` (a hint).
+fn hash_file(file: &File, size: u64) -> io::Result<(String, u64)> {
+    let mut buf = vec![
+        0u8;
+        usize::try_from(size.saturating_add(1))
+            .unwrap_or(CHUNK)
+            .clamp(4096, CHUNK)
+    ];
     let mut hasher = Sha256::new();
-    let total = hash_from(&file, 0, size, &mut hasher)?;
+    let total = hash_span(file, 0, u64::MAX, &mut hasher, &mut buf)?;
     Ok((hex(&hasher.finalize()), total))
 }
 
-/// Feed `file` from `from` to its end into `hasher` with positioned reads (the file's own
-/// offset is left alone, so a writer may share it), and return where it ended. `size` only
-/// sizes the buffer.
-fn hash_from(file: &File, from: u64, size: u64, hasher: &mut Sha256) -> io::Result<u64> {
+/// Read-back chunk.
+const CHUNK: usize = 1 << 20;
+
+/// Feed `file[from..upto]` (or to its end, whichever comes first) into `hasher` with positioned
+/// reads, which leave the file's own offset alone so a writer may share it. Returns where the
+/// reading stopped.
+fn hash_span(
+    file: &File,
+    from: u64,
+    upto: u64,
+    hasher: &mut Sha256,
+    buf: &mut [u8],
+) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let want = size.saturating_sub(from).saturating_add(1).min(1 << 20);
-    let mut buf = vec![0u8; usize::try_from(want).unwrap_or(1 << 20).max(4096)];
     let mut at = from;
-    loop {
-        let n = match file.read_at(&mut buf, at) {
+    while at < upto {
+        let len = usize::try_from(upto - at)
+            .unwrap_or(buf.len())
+            .min(buf.len());
+        let n = match file.read_at(&mut buf[..len], at) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return Ok(at);
+            break;
         }
         hasher.update(&buf[..n]);
         at += n as u64;
     }
+    Ok(at)
 }
 
 /// Hashes a large payload's bytes back from the file while the transfer is still arriving, on
@@ -116,14 +138,15 @@ impl Trailer {
             .name("dac-readback".into())
             .spawn(move || {
                 let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; CHUNK];
                 let mut at = 0u64;
                 // Read up to what the writer has flushed; when it is done (the sender is
                 // dropped after the last flush), read to the end of the file.
                 while let Ok(upto) = rx.recv() {
                     let upto = rx.try_iter().last().unwrap_or(upto);
-                    at = hash_range(&file, at, upto, &mut hasher)?;
+                    at = hash_span(&file, at, upto, &mut hasher, &mut buf)?;
                 }
-                at = hash_from(&file, at, at, &mut hasher)?;
+                at = hash_span(&file, at, u64::MAX, &mut hasher, &mut buf)?;
                 Ok((hex(&hasher.finalize()), at))
             })?;
         Ok(Trailer { flushed: tx, done })
@@ -136,27 +159,6 @@ impl Trailer {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the read-back thread stopped")))
     }
-}
-
-/// Feed `file[from..upto]` into `hasher`; return where the reading stopped.
-fn hash_range(file: &File, from: u64, upto: u64, hasher: &mut Sha256) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = from;
-    while at < upto {
-        let len = usize::try_from((upto - at).min(1 << 20)).unwrap_or(1 << 20);
-        let n = match file.read_at(&mut buf[..len], at) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(at)
 }
 
 struct LogState {
@@ -595,11 +597,7 @@ impl Payload {
         let stream_sha = hex(&self.hasher.clone().finalize());
         let readback = match self.trailer.take() {
             Some(t) => t.finish(),
-            None => {
-                let mut hasher = Sha256::new();
-                hash_from(self.file.get_ref(), 0, self.bytes, &mut hasher)
-                    .map(|n| (hex(&hasher.finalize()), n))
-            }
+            None => hash_file(self.file.get_ref(), self.bytes),
         };
         let (readback, disk) = match readback {
             Ok(v) => v,
