@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Re-record the replay fixtures under fixtures/ from the real engines of scripts/engines.sh:
 #
-#   scripts/record-fixtures.sh            # all four recordings
+#   scripts/record-fixtures.sh            # all five recordings
+#   scripts/record-fixtures.sh swarm      # only the swarm manager's
 #
 #   fixtures/docker-20.10/          a full collection of the toy scene from Docker
 #   fixtures/podman-<ver>/          the same from Podman
 #   fixtures/docker-20.10-vanish/   a targeted collection during which the target is removed
 #   fixtures/podman-<ver>-vanish/   (real 404s from the engine, mid-run)
+#   fixtures/docker-20.10-swarm/    metadata of the single-node swarm manager (services, tasks,
+#                                   nodes, secrets, configs; its join tokens are the throwaway
+#                                   loopback cluster's own)
 #
 # The scene is built from scripts/toy.c (DAC_SCENE_ROOTFS=toy) so exports and saves stay small;
 # the default busybox scene is rebuilt at the end for the live tests.
@@ -63,6 +67,13 @@ record_vanish() { # engine cli socket folder
     log "ERROR: could not catch the vanishing container in $name"
     return 1
 }
+
+# The swarm engine keeps its own objects (engines.sh makes them); no scene is needed.
+record docker "$DAC_SWARM_SOCK" docker-20.10-swarm --no-export --no-save
+if [ "${1:-}" = swarm ]; then
+    du -sh "$ROOT/fixtures/docker-20.10-swarm"
+    exit 0
+fi
 
 DAC_SCENE_ROOTFS=toy "$HERE/scene.sh" docker
 record docker "$DAC_DOCKER_SOCK" docker-20.10
