@@ -11,6 +11,7 @@
 #   scripts/engines.sh status   print what answers; exit 1 unless all do
 #   scripts/engines.sh env      print `export` lines for the tests (eval "$(scripts/engines.sh env)")
 #   scripts/engines.sh purge    stop, kill what the engines left running, unmount, delete everything
+#                               (with DAC_ENGINES_ONLY, only that engine's folder and socket)
 #
 # Environment: DAC_ENGINES_DIR (default /tmp/dac-engines), DAC_ENGINES_ONLY=docker|podman|swarm to
 # act on only one, DAC_ENGINES_NO_INSTALL=1 to never call apt-get; for a second docker instance
@@ -705,23 +706,22 @@ cmd_purge() {
         for br in "$SWARM_BRIDGE" "$SWARM_BRIDGE-gw"; do
             if ip link show "$br" >/dev/null 2>&1; then ip link del "$br" 2>/dev/null || true; fi
         done
-        # Only the swarm engine: its directory and socket, not the other engines' state.
-        if [ "${DAC_ENGINES_ONLY:-}" = swarm ]; then
-            [ -d "$S" ] || return 0
-            unmount_under "$S"
-            [ -z "$(mounts_under "$S")" ] || die "mounts remain under $S; not deleting it"
-            rm -rf --one-file-system "$S" "$SWARM_SOCK"
-            log "purged $S"
-            return 0
-        fi
     fi
-    [ -d "$ENG" ] || return 0
-    unmount_under "$ENG"
-    if [ -n "$(mounts_under "$ENG")" ]; then
-        die "mounts remain under $ENG; not deleting it"
-    fi
-    rm -rf --one-file-system "$ENG"
-    log "purged $ENG"
+    # The chosen engine's own folder and socket only; everything when none is chosen.
+    local targets t
+    case "${DAC_ENGINES_ONLY:-}" in
+    docker) targets=("$D" "$DOCKER_SOCK") ;;
+    podman) targets=("$P" "$PODMAN_SOCK") ;;
+    swarm) targets=("$S" "$SWARM_SOCK") ;;
+    *) targets=("$ENG") ;;
+    esac
+    for t in "${targets[@]}"; do
+        [ -e "$t" ] || [ -S "$t" ] || continue
+        unmount_under "$t"
+        [ -z "$(mounts_under "$t")" ] || die "mounts remain under $t; not deleting it"
+        rm -rf --one-file-system "$t"
+        log "purged $t"
+    done
 }
 
 case "${1:-}" in
