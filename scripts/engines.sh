@@ -69,6 +69,8 @@
 #   service dac-svc      1 replica of the image, with the secret and the config attached,
 #                        created with --no-resolve-image (nothing to pull from); it is not
 #                        waited for: a task in any state will do.
+#   service dac-logsvc   1 replica that writes "dac-logsvc out 1" to stdout and
+#                        "dac-logsvc err 1" to stderr, then sleeps (service logs)
 set -Eeuo pipefail
 trap 'echo "[engines] ERROR: line $LINENO: \"$BASH_COMMAND\" failed (status $?)" >&2' ERR
 
@@ -506,6 +508,12 @@ swarm_setup() {
             --no-resolve-image --with-registry-auth=false --stop-grace-period 2s \
             --secret dac-secret --config source=dac-config,target=/etc/dac-config \
             "$SWARM_IMAGE" /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' </dev/null >/dev/null
+    fi
+    if ! swarm_cli service inspect dac-logsvc </dev/null >/dev/null 2>&1; then
+        log "creating service dac-logsvc"
+        swarm_cli service create --detach --name dac-logsvc --replicas 1 --label dac.swarm=1 \
+            --no-resolve-image --with-registry-auth=false --stop-grace-period 2s \
+            "$SWARM_IMAGE" /bin/sh -c 'echo "dac-logsvc out 1"; echo "dac-logsvc err 1" >&2; trap "exit 0" TERM; while :; do sleep 1; done' </dev/null >/dev/null
     fi
     exec 8>&-
 }

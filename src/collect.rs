@@ -554,6 +554,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .and_then(|i| i.pointer("/Swarm/ControlAvailable"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let mut services_list = None;
     if manager {
         tasks.push(small.meta(api.swarm(), "swarm/swarm.json".into()).await);
         let mut f = Map::new();
@@ -563,11 +564,14 @@ async fn collect(opts: Options) -> Result<Outcome> {
         );
         session.log("note", f);
         for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
-            tasks.push(
-                small
-                    .meta(api.swarm_list(kind), format!("swarm/{kind}.json"))
-                    .await,
-            );
+            let task = small
+                .meta(api.swarm_list(kind), format!("swarm/{kind}.json"))
+                .await;
+            if kind == "services" {
+                services_list = Some(task);
+            } else {
+                tasks.push(task);
+            }
         }
     } else {
         let mut f = Map::new();
@@ -601,6 +605,31 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 )
                 .await,
         );
+    }
+    // A manager gathers each service's logs from its tasks on every node, each line with its
+    // node, service and task; framed as the service's TTY says. Other tenants' output: not in a
+    // targeted collection.
+    if let Some(list) = services_list {
+        let services = list.await.ok().flatten().unwrap_or(Value::Null);
+        if !targeted {
+            for svc in entries(&session, &api.swarm_list("services"), &services, "ID") {
+                let id = svc.get("ID").and_then(Value::as_str).unwrap_or("");
+                let tty = svc
+                    .pointer("/Spec/TaskTemplate/ContainerSpec/TTY")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                tasks.push(
+                    small
+                        .get(
+                            api.service_logs(id),
+                            bundle::TIER_LOGS,
+                            format!("services/{}/logs.raw", name_for(id)),
+                            Check::Logs { tty },
+                        )
+                        .await,
+                );
+            }
+        }
     }
     join(tasks).await;
 

@@ -168,6 +168,16 @@ impl Api {
     pub fn swarm(&self) -> Call {
         self.call("/swarm", "", "/swarm".into())
     }
+    /// A service's logs from every node's tasks, each line with its node, service and task
+    /// (`details`), framed like a container's logs.
+    pub fn service_logs(&self, id: &str) -> Call {
+        self.on(
+            "/services/{id}/logs",
+            "services",
+            id,
+            "/logs?details=1&stdout=1&stderr=1&timestamps=1&follow=0&tail=all",
+        )
+    }
     pub fn swarm_list(&self, kind: &'static str) -> Call {
         let template = match kind {
             "services" => "/services",

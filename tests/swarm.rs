@@ -135,6 +135,55 @@ fn manager_bundle_checks(bag: &Path) {
         "no task of dac-svc in /tasks: {tasks}"
     );
 
+    // Service logs: one per service, framed and split, each line naming its node and task.
+    let listed: Vec<&str> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["ID"].as_str())
+        .collect();
+    let logs = artifacts(&recs, "/services/{id}/logs");
+    let raws: Vec<&Value> = logs
+        .into_iter()
+        .filter(|a| a.get("derived_from").is_none())
+        .collect();
+    let mut objects: Vec<&str> = raws.iter().filter_map(|a| a["object"].as_str()).collect();
+    objects.sort();
+    let mut want = listed.clone();
+    want.sort();
+    assert_eq!(objects, want, "service logs");
+    let logsvc = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.pointer("/Spec/Name").and_then(Value::as_str) == Some("dac-logsvc"))
+        .unwrap_or_else(|| panic!("dac-logsvc missing from /services: {services}"))["ID"]
+        .as_str()
+        .unwrap();
+    let raw = raws.iter().find(|a| a["object"] == logsvc).unwrap();
+    assert_eq!(raw["log_framing"], "multiplexed", "{raw}");
+    assert_eq!(raw["complete"], true, "{raw}");
+    let dir40 = bag
+        .join(raw["path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for (file, line) in [
+        ("stdout.log", "dac-logsvc out 1"),
+        ("stderr.log", "dac-logsvc err 1"),
+    ] {
+        let text = std::fs::read_to_string(dir40.join(file)).unwrap();
+        let hit = text
+            .lines()
+            .find(|l| l.ends_with(line))
+            .unwrap_or_else(|| panic!("{line:?} not in {file}: {text:?}"));
+        assert!(
+            hit.contains(&format!("com.docker.swarm.service.id={logsvc}"))
+                && hit.contains("com.docker.swarm.task.id="),
+            "no node/task details: {hit}"
+        );
+    }
+
     // The secret: its metadata, never its data.
     let secrets = read_json(&dir30.join("secrets.json"));
     let secret = secrets
@@ -221,6 +270,21 @@ fn swarm_manager_replay_collects_every_swarm_object() {
             .any(|n| n.contains("join tokens")),
         "no note that the bundle holds the join tokens"
     );
+
+    // Targeted at one task's container: no service's logs (other tenants' output).
+    let list = read_json(&bag.join("data/10-volatile/containers.json"));
+    let one = list[0]["Id"].as_str().unwrap();
+    let targeted = dir.join("targeted");
+    let out = run(dac()
+        .args(["collect", "--replay"])
+        .arg(&fix)
+        .arg("--out")
+        .arg(&targeted)
+        .args(["--no-save", "--no-export", "--quiet", "--container", one]));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &targeted));
+    let recs = log_records(&targeted);
+    assert!(!artifacts(&recs, "/containers/{id}/logs").is_empty());
+    assert!(artifacts(&recs, "/services/{id}/logs").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -247,7 +311,7 @@ fn non_manager_gets_a_note_and_no_swarm_artifacts() {
         notes.iter().any(|n| n.contains(NOT_A_MANAGER)),
         "no note that the engine is not a swarm manager: {notes:?}"
     );
-    for ep in SWARM_ENDPOINTS {
+    for ep in SWARM_ENDPOINTS.iter().chain(&["/services/{id}/logs"]) {
         assert!(
             artifacts(&recs, ep).is_empty(),
             "{ep} collected from a non-manager"
