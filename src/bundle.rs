@@ -404,25 +404,19 @@ impl Bundle {
             .iter()
             .map(|(p, (h, n))| (p.clone(), h.clone(), *n))
             .collect();
-        let graph = crate::case::graph(
-            &crate::case::CaseInfo {
-                case_id: &info.case_id,
-                examiner: &info.examiner,
-                organization: &info.organization,
-                tool_version: env!("CARGO_PKG_VERSION"),
-                start_utc: &info.start_utc,
-                end_utc: &end_utc,
-                endpoint: &info.endpoint,
-                session_id: &info.session_id,
-            },
-            &listed,
-        );
-        self.write_tag(
-            "metadata/case.jsonld",
-            serde_json::to_string_pretty(&graph)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
+        let case_info = crate::case::CaseInfo {
+            case_id: &info.case_id,
+            examiner: &info.examiner,
+            organization: &info.organization,
+            tool_version: env!("CARGO_PKG_VERSION"),
+            start_utc: &info.start_utc,
+            end_utc: &end_utc,
+            endpoint: &info.endpoint,
+            session_id: &info.session_id,
+        };
+        self.write_tag_with("metadata/case.jsonld", |w| {
+            crate::case::write_graph(w, &case_info, &listed)
+        })?;
         let mut manifest = String::new();
         let mut total = 0u64;
         for (path, (sha, size)) in &files {
@@ -480,12 +474,24 @@ impl Bundle {
     }
 
     fn write_tag(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.write_tag_with(rel, |w| w.write_all(bytes))
+    }
+
+    /// Write a tag file through a buffered writer, flush and sync it.
+    fn write_tag_with(
+        &self,
+        rel: &str,
+        fill: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+    ) -> Result<()> {
         let path = self.root.join(rel);
-        let mut f =
+        let f =
             File::create(&path).map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
-        f.write_all(bytes)
+        let mut w = io::BufWriter::new(f);
+        fill(&mut w)
+            .and_then(|_| w.flush())
             .map_err(|e| self.disk_error(format!("cannot write {rel}"), e))?;
-        f.sync_all()
+        w.get_ref()
+            .sync_all()
             .map_err(|e| self.disk_error(format!("cannot sync {rel}"), e))
     }
 }

@@ -63,8 +63,34 @@ fn reference(id: &str) -> Value {
 }
 
 /// The CASE graph for one acquisition. `files` holds (bundle-relative path, sha256 hex, size)
-/// for every payload file.
+/// for every payload file. Built from the same writer as [`write_graph`], so the two agree.
 pub fn graph(info: &CaseInfo, files: &[(String, String, u64)]) -> Value {
+    let mut out = Vec::new();
+    match write_graph(&mut out, info, files).map(|_| serde_json::from_slice(&out)) {
+        Ok(Ok(v)) => v,
+        _ => Value::Null,
+    }
+}
+
+const CONTEXT: &str = r#"{
+    "kb": "http://example.org/kb/",
+    "case-investigation": "https://ontology.caseontology.org/case/investigation/",
+    "uco-action": "https://ontology.unifiedcyberontology.org/uco/action/",
+    "uco-core": "https://ontology.unifiedcyberontology.org/uco/core/",
+    "uco-identity": "https://ontology.unifiedcyberontology.org/uco/identity/",
+    "uco-observable": "https://ontology.unifiedcyberontology.org/uco/observable/",
+    "uco-tool": "https://ontology.unifiedcyberontology.org/uco/tool/",
+    "uco-types": "https://ontology.unifiedcyberontology.org/uco/types/",
+    "xsd": "http://www.w3.org/2001/XMLSchema#"
+  }"#;
+
+/// Write the CASE graph node by node: memory holds one file's node at a time (and the list of
+/// file IRIs), not the whole graph, however many files the bundle has.
+pub fn write_graph<W: std::io::Write>(
+    w: &mut W,
+    info: &CaseInfo,
+    files: &[(String, String, u64)],
+) -> std::io::Result<()> {
     let tool_id = node_id(info, "tool", "tool");
     let examiner_id = node_id(info, "person", "examiner");
     let org_id = node_id(info, "organization", "organization");
@@ -74,7 +100,24 @@ pub fn graph(info: &CaseInfo, files: &[(String, String, u64)]) -> Value {
     let provenance_id = node_id(info, "provenance-record", "provenance");
     let investigation_id = node_id(info, "investigation", "investigation");
 
-    let mut nodes = vec![
+    write!(w, "{{\n  \"@context\": {CONTEXT},\n  \"@graph\": [")?;
+    let mut first = true;
+    let mut node = |w: &mut W, v: Value| -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                w.write_all(b"\n")?;
+            }
+            w.write_all(b"    ")?;
+            w.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    };
+
+    node(
+        w,
         json!({
             "@id": tool_id,
             "@type": "uco-tool:Tool",
@@ -83,79 +126,95 @@ pub fn graph(info: &CaseInfo, files: &[(String, String, u64)]) -> Value {
             "uco-tool:version": info.tool_version,
             "uco-tool:toolType": "acquisition",
         }),
+    )?;
+    node(
+        w,
         json!({
             "@id": target_id,
             "@type": "uco-observable:ObservableObject",
             "uco-core:name": format!("Docker Engine API at {}", info.endpoint),
         }),
-    ];
+    )?;
     // The examiner is always the performer; a name or an organization the examiner did not
     // give is left out rather than recorded as an empty string.
     let mut examiner = json!({ "@id": examiner_id, "@type": "uco-identity:Person" });
     if !info.examiner.is_empty() {
         examiner["uco-core:name"] = json!(info.examiner);
     }
-    nodes.push(examiner);
+    node(w, examiner)?;
     if !info.organization.is_empty() {
-        nodes.push(json!({
-            "@id": org_id,
-            "@type": "uco-identity:Organization",
-            "uco-core:name": info.organization,
-        }));
-        nodes.push(json!({
-            "@id": affiliation_id,
-            "@type": "uco-core:Relationship",
-            "uco-core:source": [reference(&examiner_id)],
-            "uco-core:target": reference(&org_id),
-            "uco-core:kindOfRelationship": "Affiliated_With",
-            "uco-core:isDirectional": true,
-        }));
+        node(
+            w,
+            json!({
+                "@id": org_id,
+                "@type": "uco-identity:Organization",
+                "uco-core:name": info.organization,
+            }),
+        )?;
+        node(
+            w,
+            json!({
+                "@id": affiliation_id,
+                "@type": "uco-core:Relationship",
+                "uco-core:source": [reference(&examiner_id)],
+                "uco-core:target": reference(&org_id),
+                "uco-core:kindOfRelationship": "Affiliated_With",
+                "uco-core:isDirectional": true,
+            }),
+        )?;
     }
 
-    let mut results = Vec::with_capacity(files.len() + 1);
-    let mut file_refs = Vec::with_capacity(files.len());
+    let mut file_ids = Vec::with_capacity(files.len());
     for (path, sha256, size) in files {
         let file_id = node_id(info, "file", &format!("file:{path}"));
-        nodes.push(json!({
-            "@id": file_id,
-            "@type": "uco-observable:File",
-            "uco-core:hasFacet": [
-                {
-                    "@id": node_id(info, "file-facet", &format!("file-facet:{path}")),
-                    "@type": "uco-observable:FileFacet",
-                    "uco-observable:fileName": path,
-                    "uco-observable:sizeInBytes": size,
-                },
-                {
-                    "@id": node_id(info, "content-data-facet", &format!("content-data-facet:{path}")),
-                    "@type": "uco-observable:ContentDataFacet",
-                    "uco-observable:sizeInBytes": size,
-                    "uco-observable:hash": [
-                        {
-                            "@id": node_id(info, "hash", &format!("hash:{path}")),
-                            "@type": "uco-types:Hash",
-                            "uco-types:hashMethod": "SHA256",
-                            "uco-types:hashValue": { "@type": "xsd:hexBinary", "@value": sha256 },
-                        }
-                    ],
-                },
-            ],
-        }));
-        results.push(reference(&file_id));
-        file_refs.push(reference(&file_id));
+        node(
+            w,
+            json!({
+                "@id": file_id,
+                "@type": "uco-observable:File",
+                "uco-core:hasFacet": [
+                    {
+                        "@id": node_id(info, "file-facet", &format!("file-facet:{path}")),
+                        "@type": "uco-observable:FileFacet",
+                        "uco-observable:fileName": path,
+                        "uco-observable:sizeInBytes": size,
+                    },
+                    {
+                        "@id": node_id(info, "content-data-facet", &format!("content-data-facet:{path}")),
+                        "@type": "uco-observable:ContentDataFacet",
+                        "uco-observable:sizeInBytes": size,
+                        "uco-observable:hash": [
+                            {
+                                "@id": node_id(info, "hash", &format!("hash:{path}")),
+                                "@type": "uco-types:Hash",
+                                "uco-types:hashMethod": "SHA256",
+                                "uco-types:hashValue": { "@type": "xsd:hexBinary", "@value": sha256 },
+                            }
+                        ],
+                    },
+                ],
+            }),
+        )?;
+        file_ids.push(file_id);
     }
+    let refs = |ids: &[String]| Value::Array(ids.iter().map(|i| reference(i)).collect());
 
     // UCO requires at least one object on a provenance record; an acquisition that saved
     // nothing has no exhibit to describe.
-    if !file_refs.is_empty() {
-        nodes.push(json!({
-            "@id": provenance_id,
-            "@type": "case-investigation:ProvenanceRecord",
-            "case-investigation:exhibitNumber": info.case_id,
-            "uco-core:description": format!("Evidence acquired from {} by dac {}", info.endpoint, info.tool_version),
-            "uco-core:object": file_refs,
-        }));
-        results.push(reference(&provenance_id));
+    let mut results = Vec::new();
+    if !file_ids.is_empty() {
+        node(
+            w,
+            json!({
+                "@id": provenance_id,
+                "@type": "case-investigation:ProvenanceRecord",
+                "case-investigation:exhibitNumber": info.case_id,
+                "uco-core:description": format!("Evidence acquired from {} by dac {}", info.endpoint, info.tool_version),
+                "uco-core:object": refs(&file_ids),
+            }),
+        )?;
+        results = file_ids;
+        results.push(provenance_id);
     }
 
     let mut action = json!({
@@ -170,30 +229,19 @@ pub fn graph(info: &CaseInfo, files: &[(String, String, u64)]) -> Value {
         "uco-action:object": [reference(&target_id)],
     });
     if !results.is_empty() {
-        action["uco-action:result"] = Value::Array(results);
+        action["uco-action:result"] = refs(&results);
     }
-    nodes.push(action);
-    nodes.push(json!({
-        "@id": investigation_id,
-        "@type": "case-investigation:Investigation",
-        "uco-core:name": info.case_id,
-        "uco-core:object": [reference(&action_id)],
-    }));
-
-    json!({
-        "@context": {
-            "kb": "http://example.org/kb/",
-            "case-investigation": "https://ontology.caseontology.org/case/investigation/",
-            "uco-action": "https://ontology.unifiedcyberontology.org/uco/action/",
-            "uco-core": "https://ontology.unifiedcyberontology.org/uco/core/",
-            "uco-identity": "https://ontology.unifiedcyberontology.org/uco/identity/",
-            "uco-observable": "https://ontology.unifiedcyberontology.org/uco/observable/",
-            "uco-tool": "https://ontology.unifiedcyberontology.org/uco/tool/",
-            "uco-types": "https://ontology.unifiedcyberontology.org/uco/types/",
-            "xsd": "http://www.w3.org/2001/XMLSchema#",
-        },
-        "@graph": nodes,
-    })
+    node(w, action)?;
+    node(
+        w,
+        json!({
+            "@id": investigation_id,
+            "@type": "case-investigation:Investigation",
+            "uco-core:name": info.case_id,
+            "uco-core:object": [reference(&action_id)],
+        }),
+    )?;
+    w.write_all(b"\n  ]\n}\n")
 }
 
 #[cfg(test)]

@@ -350,9 +350,10 @@ async fn collect(opts: Options) -> Result<Outcome> {
         inspects.push((
             id.clone(),
             small
-                .meta(
+                .json(
                     api.container_inspect(&id),
                     format!("containers/{dir}/inspect.json"),
+                    inspect_keep,
                 )
                 .await,
         ));
@@ -368,26 +369,32 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 .await,
         );
     }
-    let version = small.meta(api.version(), "version.json".into()).await;
+    let version = small
+        .json(api.version(), "version.json".into(), whole)
+        .await;
     tasks.push(small.meta(api.system_df(), "system-df.json".into()).await);
-    let images_list = small.meta(api.images(), "images.json".into()).await;
-    let networks_list = small.meta(api.networks(), "networks.json".into()).await;
-    let volumes_list = small.meta(api.volumes(), "volumes.json".into()).await;
+    let images_list = small.json(api.images(), "images.json".into(), whole).await;
+    let networks_list = small
+        .json(api.networks(), "networks.json".into(), whole)
+        .await;
+    let volumes_list = small
+        .json(api.volumes(), "volumes.json".into(), whole)
+        .await;
     let plugins_list = if engine == "podman" {
         session.unavailable(&api.plugins(), "Podman's compatible API has no plugins");
         None
     } else {
-        Some(small.meta(api.plugins(), "plugins.json".into()).await)
+        Some(
+            small
+                .json(api.plugins(), "plugins.json".into(), whole)
+                .await,
+        )
     };
     let mut inspected: BTreeMap<String, Value> = BTreeMap::new();
     for (id, task) in inspects {
-        // Only what the plan needs is kept: memory stays flat however many containers.
+        // Only what the plan needs was kept: memory stays flat however many containers.
         if let Ok(Some(v)) = task.await {
-            let keep = json!({
-                "Image": v.get("Image").cloned().unwrap_or(Value::Null),
-                "Config": {"Tty": v.pointer("/Config/Tty").cloned().unwrap_or(Value::Null)},
-            });
-            inspected.insert(id, keep);
+            inspected.insert(id, v);
         }
     }
     let images_json = images_list.await.ok().flatten().unwrap_or(Value::Null);
@@ -564,8 +571,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
         );
         session.log("note", f);
         for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
+            let keep: Keep = if kind == "services" { whole } else { |_| None };
             let task = small
-                .meta(api.swarm_list(kind), format!("swarm/{kind}.json"))
+                .json(api.swarm_list(kind), format!("swarm/{kind}.json"), keep)
                 .await;
             if kind == "services" {
                 services_list = Some(task);
@@ -980,14 +988,32 @@ impl Slots {
         }
     }
 
-    /// A JSON answer of the metadata tier.
+    /// A JSON answer of the metadata tier, checked and kept on disk only.
     async fn meta(&self, call: Call, rel: String) -> Task {
-        self.get(call, bundle::TIER_METADATA, rel, Check::Json)
+        self.start(call, bundle::TIER_METADATA, rel, Check::Json, |_| None)
             .await
     }
 
-    /// Start one fetch once a slot is free; the task hands back the parsed JSON, if any.
+    /// A JSON answer of the metadata tier whose value the plan needs: `keep` picks what stays
+    /// in memory, as soon as it arrives (a whole inspect per container would not).
+    async fn json(&self, call: Call, rel: String, keep: Keep) -> Task {
+        self.start(call, bundle::TIER_METADATA, rel, Check::Json, keep)
+            .await
+    }
+
+    /// Start one fetch once a slot is free; nothing of the answer stays in memory.
     async fn get(&self, call: Call, tier: &'static str, rel: String, check: Check) -> Task {
+        self.start(call, tier, rel, check, |_| None).await
+    }
+
+    async fn start(
+        &self,
+        call: Call,
+        tier: &'static str,
+        rel: String,
+        check: Check,
+        keep: Keep,
+    ) -> Task {
         let permit = self.sem.clone().acquire_owned().await;
         let s = self.session.clone();
         let when = s.started();
@@ -996,8 +1022,24 @@ impl Slots {
             s.fetch_from(&call, tier, &rel, check, when, None)
                 .await
                 .and_then(|f| f.json)
+                .and_then(keep)
         })
     }
+}
+
+/// What a task keeps of a parsed JSON answer.
+type Keep = fn(Value) -> Option<Value>;
+
+fn whole(v: Value) -> Option<Value> {
+    Some(v)
+}
+
+/// Of a container inspect, only what the plan needs: the image and whether it has a TTY.
+fn inspect_keep(v: Value) -> Option<Value> {
+    Some(json!({
+        "Image": v.get("Image").cloned().unwrap_or(Value::Null),
+        "Config": {"Tty": v.pointer("/Config/Tty").cloned().unwrap_or(Value::Null)},
+    }))
 }
 
 async fn join(tasks: Vec<Task>) {
@@ -1039,5 +1081,37 @@ pub fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_image_and_tty_of_an_inspect_stay_in_memory() {
+        let inspect = json!({
+            "Id": "a".repeat(64),
+            "Image": "sha256:abc",
+            "Config": {"Tty": true, "Env": ["SECRET=1"], "Labels": {"x": "y"}},
+            "Mounts": [{"Source": "/data"}],
+        });
+        assert_eq!(
+            inspect_keep(inspect),
+            Some(json!({"Image": "sha256:abc", "Config": {"Tty": true}}))
+        );
+        // A hostile inspect without them keeps nulls, and the logs fall back to raw.
+        assert_eq!(
+            inspect_keep(json!([1, 2])),
+            Some(json!({"Image": null, "Config": {"Tty": null}}))
+        );
+    }
+
+    #[test]
+    fn skew_is_integer_nanoseconds_from_the_midpoint() {
+        let info = json!({"SystemTime": "2026-12-06T10:00:01.5Z"});
+        let v = skew("2026-12-06T10:00:00Z", "2026-12-06T10:00:01Z", Some(&info));
+        assert_eq!(v, json!(1_000_000_000i64));
+        assert_eq!(skew("x", "2026-12-06T10:00:01Z", Some(&info)), Value::Null);
     }
 }
