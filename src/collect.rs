@@ -260,7 +260,9 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .and_then(|f| f.json)
         .unwrap_or(Value::Null);
     let all = entries(&session, &api.containers(), &list, "Id");
-    let chosen = select(&session, &all, &opts.targets);
+    // One copy of the list stays in memory for the whole run, not three.
+    drop(list);
+    let chosen = select(&session, all, &opts.targets);
     // Small answers (metadata, logs) run up to 4 x jobs at once; exports and saves run `jobs`.
     let small = Slots::new(&session, (opts.jobs * 4).clamp(1, 32));
     let big = Slots::new(&session, opts.jobs.max(1));
@@ -902,9 +904,9 @@ fn entries(session: &Session, call: &Call, list: &Value, key: &str) -> Vec<Value
     out
 }
 
-fn select(session: &Session, all: &[Value], targets: &[String]) -> Vec<Value> {
+fn select(session: &Session, all: Vec<Value>, targets: &[String]) -> Vec<Value> {
     if targets.is_empty() {
-        return all.to_vec();
+        return all;
     }
     let mut out: Vec<Value> = Vec::new();
     let mut seen = BTreeSet::new();
