@@ -67,8 +67,8 @@
 #                        SHA-256, so the test can tell that its copy is the secret's data
 #   config  dac-config   data: "dac swarm config v1"
 #   service dac-svc      1 replica of the image, with the secret and the config attached,
-#                        created with --no-resolve-image (nothing to pull from); it is not
-#                        waited for: a task in any state will do.
+#                        created with --no-resolve-image (nothing to pull from); its task is
+#                        waited for (up to 30 s) until it runs.
 #   service dac-logsvc   1 replica that writes "dac-logsvc out 1" to stdout and
 #                        "dac-logsvc err 1" to stderr, then sleeps (service logs)
 set -Eeuo pipefail
@@ -515,6 +515,17 @@ swarm_setup() {
             --no-resolve-image --with-registry-auth=false --stop-grace-period 2s \
             "$SWARM_IMAGE" /bin/sh -c 'echo "dac-logsvc out 1"; echo "dac-logsvc err 1" >&2; trap "exit 0" TERM; while :; do sleep 1; done' </dev/null >/dev/null
     fi
+    # The tests read the services' running task containers (their logs, a secret's mount
+    # target): wait for both, a few seconds on a cold start.
+    local svc i running
+    for svc in dac-svc dac-logsvc; do
+        for ((i = 0; i < 60; i++)); do
+            running=$(swarm_cli ps -q --filter "label=com.docker.swarm.service.name=$svc" </dev/null 2>/dev/null || true)
+            [ -n "$running" ] && break
+            sleep 0.5
+        done
+        [ -n "$running" ] || log "WARNING: no running task of $svc after 30 s"
+    done
     exec 8>&-
 }
 

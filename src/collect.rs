@@ -665,8 +665,20 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 .await,
             );
         }
+        let swarm_task = inspected
+            .get(&id)
+            .and_then(|v| v.get("SwarmTask"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         for p in &opts.paths {
             let call = api.container_archive(&id, p);
+            if secret_placeholder(swarm_task, p) {
+                let mut f = Map::new();
+                f.insert("endpoint".into(), json!(call.template));
+                f.insert("object".into(), json!(call.object));
+                f.insert("detail".into(), json!("a swarm task's secrets are mounted from memory; the archive endpoint reads the container's filesystem, where a secret is an empty mount target, so the pull does not hold the secret's data"));
+                session.log("note", f);
+            }
             let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
             tasks.push(
                 big.get(call, bundle::TIER_FILESYSTEM, file, Check::Tar)
@@ -1036,12 +1048,23 @@ fn whole(v: Value) -> Option<Value> {
     Some(v)
 }
 
-/// Of a container inspect, only what the plan needs: the image and whether it has a TTY.
+/// Of a container inspect, only what the plan needs: the image, whether it has a TTY, and
+/// whether it is a swarm task.
 fn inspect_keep(v: Value) -> Option<Value> {
+    let task = v
+        .pointer("/Config/Labels/com.docker.swarm.task.id")
+        .is_some_and(Value::is_string);
     Some(json!({
         "Image": v.get("Image").cloned().unwrap_or(Value::Null),
         "Config": {"Tty": v.pointer("/Config/Tty").cloned().unwrap_or(Value::Null)},
+        "SwarmTask": task,
     }))
+}
+
+/// A swarm task's secrets are mounted from memory under /run/secrets when it starts; the
+/// archive endpoint reads the container's filesystem, where each is an empty mount target.
+fn secret_placeholder(swarm_task: bool, path: &str) -> bool {
+    swarm_task && (path == "/run/secrets" || path.starts_with("/run/secrets/"))
 }
 
 async fn join(tasks: Vec<Task>) {
@@ -1100,13 +1123,25 @@ mod tests {
         });
         assert_eq!(
             inspect_keep(inspect),
-            Some(json!({"Image": "sha256:abc", "Config": {"Tty": true}}))
+            Some(json!({"Image": "sha256:abc", "Config": {"Tty": true}, "SwarmTask": false}))
         );
         // A hostile inspect without them keeps nulls, and the logs fall back to raw.
         assert_eq!(
             inspect_keep(json!([1, 2])),
-            Some(json!({"Image": null, "Config": {"Tty": null}}))
+            Some(json!({"Image": null, "Config": {"Tty": null}, "SwarmTask": false}))
         );
+        let task = json!({"Config": {"Labels": {"com.docker.swarm.task.id": "t1"}}});
+        assert_eq!(inspect_keep(task).unwrap()["SwarmTask"], true);
+    }
+
+    #[test]
+    fn secret_mount_targets_of_swarm_tasks_are_flagged() {
+        assert!(secret_placeholder(true, "/run/secrets/db"));
+        assert!(secret_placeholder(true, "/run/secrets"));
+        assert!(!secret_placeholder(true, "/run/secretsx"));
+        assert!(!secret_placeholder(true, "/etc/passwd"));
+        // Outside swarm, secrets are bind mounts, which the archive endpoint does read.
+        assert!(!secret_placeholder(false, "/run/secrets/db"));
     }
 
     #[test]

@@ -288,6 +288,64 @@ fn swarm_manager_replay_collects_every_swarm_object() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--path` on a task's secret: the engine hands back the empty mount target, never the data,
+/// and the log says so instead of leaving an empty file to be read as the secret.
+#[test]
+fn secret_path_pull_is_flagged_and_holds_no_secret() {
+    let Some(sock) = live_env("DAC_SWARM_SOCK") else {
+        return;
+    };
+    let Some(cli) = live_env("DAC_SWARM_DOCKER") else {
+        return;
+    };
+    let ps = engine_cli(
+        &cli,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=dac-svc",
+        ],
+    );
+    let ids = String::from_utf8_lossy(&ps.stdout).to_string();
+    let Some(id) = ids.split_whitespace().next() else {
+        panic!(
+            "no running task of dac-svc: {ids:?} {}",
+            String::from_utf8_lossy(&ps.stderr)
+        );
+    };
+    let dir = scratch("swarm-secret-path");
+    let bag = dir.join("bag");
+    let out = run(dac()
+        .args(["collect", "-H", &format!("unix://{sock}"), "--out"])
+        .arg(&bag)
+        .args(["--no-save", "--no-export", "--quiet", "--container", id])
+        .args(["--path", "/run/secrets/dac-secret"]));
+    assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
+    assert_verifies(&bag);
+    let recs = log_records(&bag);
+    let pulls = artifacts(&recs, "/containers/{id}/archive");
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(
+        recs.iter().any(|r| r["event"] == "note"
+            && r["endpoint"] == "/containers/{id}/archive"
+            && r["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("empty mount target")),
+        "no note on the secret's placeholder: {:?}",
+        notes(&recs)
+    );
+    for f in files_under(&bag) {
+        let bytes = std::fs::read(bag.join(&f)).unwrap();
+        assert!(
+            !contains(&bytes, MARKER.as_bytes()),
+            "the secret's data is in {f}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn non_manager_gets_a_note_and_no_swarm_artifacts() {
     let Some(sock) = live_env("DAC_DOCKER_SOCK") else {
