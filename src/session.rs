@@ -83,6 +83,14 @@ impl Footprint {
     }
 }
 
+/// Docker computes disk usage for one client at a time and answers any other with HTTP 500
+/// "a disk usage operation is already running" (seen when two collections, or `docker system
+/// df`, overlap). That answer is asked again every BUSY_WAIT for as long as the idle timeout.
+fn engine_busy(template: &str, status: u16, detail: &str) -> bool {
+    template == "/system/df" && status == 500 && detail.contains("already running")
+}
+const BUSY_WAIT: Duration = Duration::from_millis(250);
+
 /// Does a request of this template make the engine log an event (seen on the wire: Docker
 /// logs container top, export and archive-path and image save; Podman a container mount for
 /// an export and an image save, nothing for top)?
@@ -341,23 +349,36 @@ impl Session {
     ) -> Option<Fetched> {
         let live = end.is_some();
         let mut end = end.unwrap_or_else(|| tokio::sync::watch::channel(false).1);
-        let resp = match self.head(Method::Get, &call.path).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.error(call, &e, 0, None);
-                return None;
+        let mut busy_waits = 0u32;
+        let busy_until = tokio::time::Instant::now() + self.idle;
+        let (status, path_stat, mut body) = loop {
+            let resp = match self.head(Method::Get, &call.path).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.error(call, &e, 0, None);
+                    return None;
+                }
+            };
+            let status = resp.status();
+            let path_stat = resp.header("x-docker-container-path-stat");
+            let mut body = resp.into_body();
+            if (200..300).contains(&status) {
+                break (status, path_stat, body);
             }
-        };
-        let status = resp.status();
-        let path_stat = resp.header("x-docker-container-path-stat");
-        let mut body = resp.into_body();
-        if !(200..300).contains(&status) {
             let detail = self.error_body(&mut body).await;
+            if engine_busy(call.template, status, &detail)
+                && tokio::time::Instant::now() + BUSY_WAIT < busy_until
+                && !self.stopping()
+            {
+                busy_waits += 1;
+                tokio::time::sleep(BUSY_WAIT).await;
+                continue;
+            }
             let err =
                 Error::new(Kind::Http, format!("HTTP {status}: {detail}")).with_status(status);
             self.error(call, &err, 0, None);
             return None;
-        }
+        };
         if leaves_event(call.template, self.footprint.podman.load(Ordering::Relaxed)) {
             self.footprint.expected.fetch_add(1, Ordering::Relaxed);
         }
@@ -493,6 +514,10 @@ impl Session {
         }
         let complete = failure.is_none();
         let mut f = Map::new();
+        if busy_waits > 0 {
+            // Asked again after the engine said another client's operation was running.
+            f.insert("busy_waits".into(), json!(busy_waits));
+        }
         if let Some(stat) = path_stat {
             f.insert("path_stat".into(), decode_path_stat(&stat));
         }
@@ -992,6 +1017,15 @@ mod tests {
             assert_eq!(fp.seen.load(Ordering::Relaxed), 4, "cut at {cut}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_busy_disk_usage_is_asked_again() {
+        let busy = "a disk usage operation is already running";
+        assert!(engine_busy("/system/df", 500, busy));
+        assert!(!engine_busy("/system/df", 500, "no space left"));
+        assert!(!engine_busy("/system/df", 404, busy));
+        assert!(!engine_busy("/info", 500, busy));
     }
 
     #[test]

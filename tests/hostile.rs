@@ -14,6 +14,8 @@ mod harness;
 #[path = "hostile/make.rs"]
 mod make;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -974,6 +976,70 @@ fn http_1_0_answers_without_length() {
 
 // ---------------------------------------------------------------------------------------
 // Beyond the list: the handshake and the container list
+
+/// Docker computes disk usage for one client at a time: while another client's runs, it
+/// answers 500 "a disk usage operation is already running". That is asked again, not lost.
+#[test]
+fn disk_usage_busy_then_answered() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let n = asked.clone();
+    let b = Builder::new(World::standard()).route("/system/df", move |_, c| {
+        if n.fetch_add(1, Ordering::SeqCst) < 3 {
+            let _ = c.json(
+                500,
+                &json!({"message": "a disk usage operation is already running"}),
+            );
+        } else {
+            let _ = c.json(
+                200,
+                &json!({"LayersSize": 0, "Images": [], "Containers": [], "Volumes": []}),
+            );
+        }
+    });
+    let (mut c, bag, _e, _case) = run_case("df_busy", b, &[], &COMPLETE);
+    c.check(asked.load(Ordering::SeqCst) == 4, || {
+        format!(
+            "/system/df asked {} times, expected 4",
+            asked.load(Ordering::SeqCst)
+        )
+    });
+    let a = bag.artifact("data/30-metadata/system-df.json");
+    c.check(a.is_some_and(|a| a["busy_waits"] == 3), || {
+        format!("system-df.json artifact: {a:?}")
+    });
+    c.finish();
+}
+
+/// A disk usage that stays busy is given up after the idle timeout, with the engine's reason.
+#[test]
+fn disk_usage_busy_for_ever_is_an_error_record() {
+    let b = Builder::new(World::standard()).route("/system/df", |_, c| {
+        let _ = c.json(
+            500,
+            &json!({"message": "a disk usage operation is already running"}),
+        );
+    });
+    let (mut c, bag, e, _case) = run_case("df_busy_ever", b, &["--idle-timeout", "2"], &PARTIAL);
+    let asked = e
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/system/df"))
+        .count();
+    c.check((5..=9).contains(&asked), || {
+        format!("/system/df asked {asked} times in a 2 s idle timeout, every 250 ms")
+    });
+    let err = c.error(&bag, "/system/df", "http", None);
+    c.check(
+        err.is_some_and(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already running")
+        }),
+        || format!("error record: {err:?}"),
+    );
+    c.finish();
+}
 
 #[test]
 fn ping_claims_api_1_99() {
