@@ -619,8 +619,11 @@ async fn collect(opts: Options) -> Result<Outcome> {
     // A manager gathers each service's logs from its tasks on every node, each line with its
     // node, service and task; framed as the service's TTY says. Other tenants' output: not in a
     // targeted collection.
-    if let Some(list) = services_list {
-        let services = list.await.ok().flatten().unwrap_or(Value::Null);
+    let services = match services_list {
+        Some(list) => list.await.ok().flatten().unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    {
         if !targeted {
             for svc in entries(&session, &api.swarm_list("services"), &services, "ID") {
                 let id = svc.get("ID").and_then(Value::as_str).unwrap_or("");
@@ -665,18 +668,21 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 .await,
             );
         }
-        let swarm_task = inspected
+        let service = inspected
             .get(&id)
-            .and_then(|v| v.get("SwarmTask"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+            .and_then(|v| v.get("SwarmService"))
+            .and_then(Value::as_str);
         for p in &opts.paths {
             let call = api.container_archive(&id, p);
-            if secret_placeholder(swarm_task, p) {
+            let hidden = service
+                .map(|s| memory_mounts(p, &mount_targets(&services, s)))
+                .unwrap_or_default();
+            if !hidden.is_empty() {
                 let mut f = Map::new();
                 f.insert("endpoint".into(), json!(call.template));
                 f.insert("object".into(), json!(call.object));
-                f.insert("detail".into(), json!("a swarm task's secrets are mounted from memory; the archive endpoint reads the container's filesystem, where a secret is an empty mount target, so the pull does not hold the secret's data"));
+                f.insert("detail".into(), json!("a swarm task's secrets and configs are mounted from memory; the archive endpoint reads the container's filesystem, where each is an empty mount target, so the pull does not hold their data"));
+                f.insert("empty_mount_targets".into(), json!(hidden));
                 session.log("note", f);
             }
             let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
@@ -1049,22 +1055,73 @@ fn whole(v: Value) -> Option<Value> {
 }
 
 /// Of a container inspect, only what the plan needs: the image, whether it has a TTY, and
-/// whether it is a swarm task.
+/// the swarm service it is a task of.
 fn inspect_keep(v: Value) -> Option<Value> {
-    let task = v
-        .pointer("/Config/Labels/com.docker.swarm.task.id")
-        .is_some_and(Value::is_string);
+    let service = v
+        .pointer("/Config/Labels/com.docker.swarm.service.id")
+        .filter(|s| s.is_string())
+        .cloned()
+        .unwrap_or(Value::Null);
     Some(json!({
         "Image": v.get("Image").cloned().unwrap_or(Value::Null),
         "Config": {"Tty": v.pointer("/Config/Tty").cloned().unwrap_or(Value::Null)},
-        "SwarmTask": task,
+        "SwarmService": service,
     }))
 }
 
-/// A swarm task's secrets are mounted from memory under /run/secrets when it starts; the
-/// archive endpoint reads the container's filesystem, where each is an empty mount target.
-fn secret_placeholder(swarm_task: bool, path: &str) -> bool {
-    swarm_task && (path == "/run/secrets" || path.starts_with("/run/secrets/"))
+/// Where a service's tasks get its secrets and configs (a manager's `/services` says; a relative
+/// secret target is under /run/secrets, a relative config target under /). Without the
+/// service's spec (a worker has no service list), /run/secrets, where secrets go by default.
+fn mount_targets(services: &Value, service_id: &str) -> Vec<String> {
+    let spec = services
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s.get("ID").and_then(Value::as_str) == Some(service_id))
+        .and_then(|s| s.pointer("/Spec/TaskTemplate/ContainerSpec"));
+    let mut out = Vec::new();
+    if spec.is_none() {
+        out.push("/run/secrets".to_string());
+    }
+    for (kind, base) in [("Secrets", "/run/secrets/"), ("Configs", "/")] {
+        let refs = spec.and_then(|c| c.get(kind)).and_then(Value::as_array);
+        for name in refs
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.pointer("/File/Name"))
+        {
+            if let Some(name) = name.as_str().filter(|n| !n.is_empty()) {
+                out.push(if name.starts_with('/') {
+                    name.to_string()
+                } else {
+                    format!("{base}{name}")
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The mount targets that a pull of `path` reaches: the path itself, inside one, or a folder
+/// that holds one. A swarm task's secrets and configs are mounted from memory when it starts;
+/// the archive endpoint reads the container's filesystem, where each is an empty file.
+fn memory_mounts(path: &str, targets: &[String]) -> Vec<String> {
+    let path = path.trim_end_matches('/');
+    let within = |inner: &str, outer: &str| {
+        inner == outer
+            || outer.is_empty()
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|r| r.starts_with('/'))
+    };
+    let mut hit: Vec<String> = targets
+        .iter()
+        .filter(|t| within(path, t) || within(t, path))
+        .cloned()
+        .collect();
+    hit.sort();
+    hit.dedup();
+    hit
 }
 
 async fn join(tasks: Vec<Task>) {
@@ -1123,25 +1180,46 @@ mod tests {
         });
         assert_eq!(
             inspect_keep(inspect),
-            Some(json!({"Image": "sha256:abc", "Config": {"Tty": true}, "SwarmTask": false}))
+            Some(json!({"Image": "sha256:abc", "Config": {"Tty": true}, "SwarmService": null}))
         );
         // A hostile inspect without them keeps nulls, and the logs fall back to raw.
         assert_eq!(
             inspect_keep(json!([1, 2])),
-            Some(json!({"Image": null, "Config": {"Tty": null}, "SwarmTask": false}))
+            Some(json!({"Image": null, "Config": {"Tty": null}, "SwarmService": null}))
         );
-        let task = json!({"Config": {"Labels": {"com.docker.swarm.task.id": "t1"}}});
-        assert_eq!(inspect_keep(task).unwrap()["SwarmTask"], true);
+        let task = json!({"Config": {"Labels": {"com.docker.swarm.service.id": "s1"}}});
+        assert_eq!(inspect_keep(task).unwrap()["SwarmService"], "s1");
     }
 
     #[test]
-    fn secret_mount_targets_of_swarm_tasks_are_flagged() {
-        assert!(secret_placeholder(true, "/run/secrets/db"));
-        assert!(secret_placeholder(true, "/run/secrets"));
-        assert!(!secret_placeholder(true, "/run/secretsx"));
-        assert!(!secret_placeholder(true, "/etc/passwd"));
-        // Outside swarm, secrets are bind mounts, which the archive endpoint does read.
-        assert!(!secret_placeholder(false, "/run/secrets/db"));
+    fn pulls_that_reach_a_swarm_tasks_secrets_or_configs_are_flagged() {
+        let services = json!([{"ID": "s1", "Spec": {"TaskTemplate": {"ContainerSpec": {
+            "Secrets": [{"File": {"Name": "db"}}, {"File": {"Name": "/etc/app/key"}}],
+            "Configs": [{"File": {"Name": "/etc/app.conf"}}, {"File": {"Name": "rel.conf"}}],
+        }}}}]);
+        let t = mount_targets(&services, "s1");
+        assert_eq!(
+            t,
+            [
+                "/run/secrets/db",
+                "/etc/app/key",
+                "/etc/app.conf",
+                "/rel.conf"
+            ]
+        );
+        assert_eq!(memory_mounts("/run/secrets/db", &t), ["/run/secrets/db"]);
+        assert_eq!(memory_mounts("/run", &t), ["/run/secrets/db"]);
+        assert_eq!(memory_mounts("/etc/app.conf", &t), ["/etc/app.conf"]);
+        assert_eq!(
+            memory_mounts("/etc/", &t),
+            ["/etc/app.conf", "/etc/app/key"]
+        );
+        assert_eq!(memory_mounts("/", &t).len(), 4);
+        assert!(memory_mounts("/etc/app.confx", &t).is_empty());
+        assert!(memory_mounts("/var/log", &t).is_empty());
+        // A worker has no service list: the default secrets folder still counts.
+        let t = mount_targets(&Value::Null, "s1");
+        assert_eq!(memory_mounts("/run/secrets/x", &t), ["/run/secrets"]);
     }
 
     #[test]

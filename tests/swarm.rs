@@ -288,8 +288,8 @@ fn swarm_manager_replay_collects_every_swarm_object() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--path` on a task's secret: the engine hands back the empty mount target, never the data,
-/// and the log says so instead of leaving an empty file to be read as the secret.
+/// `--path` on a task's secret and config: the engine hands back the empty mount targets, never
+/// the data, and the log says so instead of leaving empty files to be read as their contents.
 #[test]
 fn secret_path_pull_is_flagged_and_holds_no_secret() {
     let Some(sock) = live_env("DAC_SWARM_SOCK") else {
@@ -320,20 +320,29 @@ fn secret_path_pull_is_flagged_and_holds_no_secret() {
         .args(["collect", "-H", &format!("unix://{sock}"), "--out"])
         .arg(&bag)
         .args(["--no-save", "--no-export", "--quiet", "--container", id])
-        .args(["--path", "/run/secrets/dac-secret"]));
+        .args([
+            "--path",
+            "/run/secrets/dac-secret",
+            "--path",
+            "/etc/dac-config",
+        ]));
     assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     let recs = log_records(&bag);
     let pulls = artifacts(&recs, "/containers/{id}/archive");
-    assert_eq!(pulls.len(), 1, "{pulls:?}");
-    assert!(
-        recs.iter().any(|r| r["event"] == "note"
-            && r["endpoint"] == "/containers/{id}/archive"
-            && r["detail"]
-                .as_str()
-                .unwrap_or("")
-                .contains("empty mount target")),
-        "no note on the secret's placeholder: {:?}",
+    assert_eq!(pulls.len(), 2, "{pulls:?}");
+    let mut flagged: Vec<String> = recs
+        .iter()
+        .filter(|r| r["event"] == "note" && r["endpoint"] == "/containers/{id}/archive")
+        .filter_map(|r| r["empty_mount_targets"].as_array())
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    flagged.sort();
+    assert_eq!(
+        flagged,
+        ["/etc/dac-config", "/run/secrets/dac-secret"],
+        "notes: {:?}",
         notes(&recs)
     );
     for f in files_under(&bag) {
