@@ -173,11 +173,8 @@ async fn collect(opts: Options) -> Result<Outcome> {
         opts.idle,
         deadline,
         stop_rx,
+        engine == "podman",
     ));
-    session
-        .footprint
-        .podman
-        .store(engine == "podman", Ordering::Relaxed);
     let session_id = crate::transport::sha256_hex(
         format!("{start_utc}|{}|{}", target.url, std::process::id()).as_bytes(),
     );
@@ -301,21 +298,20 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 )
                 .await,
         );
-        if opts.no_stats {
-            continue;
-        }
         // A paused container still holds its memory; the daemon gives its stats too.
-        let stats = format!("containers/{dir}/stats.json");
-        stats_tasks.push(
-            volatile
-                .get(
-                    api.container_stats(&id),
-                    bundle::TIER_VOLATILE,
-                    stats,
-                    Check::Json,
-                )
-                .await,
-        );
+        if !opts.no_stats {
+            let stats = format!("containers/{dir}/stats.json");
+            stats_tasks.push(
+                volatile
+                    .get(
+                        api.container_stats(&id),
+                        bundle::TIER_VOLATILE,
+                        stats,
+                        Check::Json,
+                    )
+                    .await,
+            );
+        }
     }
 
     // 3. Metadata.
@@ -327,10 +323,6 @@ async fn collect(opts: Options) -> Result<Outcome> {
     let clock_after = clock::utc_now();
     let mut probe = Map::new();
     probe.insert(
-        "detail".into(),
-        json!("clock probe: local UTC around GET /info against the daemon's SystemTime"),
-    );
-    probe.insert(
         "clock".into(),
         json!({
             "local_before": clock_before,
@@ -339,7 +331,10 @@ async fn collect(opts: Options) -> Result<Outcome> {
             "skew_ns": skew(&clock_before, &clock_after, info.as_ref()),
         }),
     );
-    session.log("note", probe);
+    session.note(
+        "clock probe: local UTC around GET /info against the daemon's SystemTime",
+        probe,
+    );
     let mut tasks = Vec::new();
     let mut inspects = Vec::new();
     for c in &chosen {
@@ -359,17 +354,16 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 )
                 .await,
         ));
-        if opts.no_changes {
-            continue;
+        if !opts.no_changes {
+            tasks.push(
+                small
+                    .meta(
+                        api.container_changes(&id),
+                        format!("containers/{dir}/changes.json"),
+                    )
+                    .await,
+            );
         }
-        tasks.push(
-            small
-                .meta(
-                    api.container_changes(&id),
-                    format!("containers/{dir}/changes.json"),
-                )
-                .await,
-        );
     }
     let version = small
         .json(api.version(), "version.json".into(), whole)
@@ -443,11 +437,7 @@ async fn collect(opts: Options) -> Result<Outcome> {
                             "object".into(),
                             json!(c.get("Id").cloned().unwrap_or(Value::Null)),
                         );
-                        f.insert(
-                            "detail".into(),
-                            json!(format!("the container refers to network {key:?} by ID {id}, which the engine no longer lists")),
-                        );
-                        session.log("note", f);
+                        session.note(&format!("the container refers to network {key:?} by ID {id}, which the engine no longer lists"), f);
                     }
                 }
             }
@@ -566,27 +556,23 @@ async fn collect(opts: Options) -> Result<Outcome> {
     let mut services_list = None;
     if manager {
         tasks.push(small.meta(api.swarm(), "swarm/swarm.json".into()).await);
-        let mut f = Map::new();
-        f.insert(
-            "detail".into(),
-            json!("data/30-metadata/swarm/swarm.json holds the cluster's join tokens: credentials that let their holder join as a worker or manager; handle the bundle accordingly"),
+        session.note("data/30-metadata/swarm/swarm.json holds the cluster's join tokens: credentials that let their holder join as a worker or manager; handle the bundle accordingly", Map::new());
+        // The service list is kept: service logs and --path pulls need it.
+        let services = api.swarm_list("services");
+        services_list = Some(
+            small
+                .json(services, "swarm/services.json".into(), whole)
+                .await,
         );
-        session.log("note", f);
-        for kind in ["services", "tasks", "nodes", "secrets", "configs"] {
-            let keep: Keep = if kind == "services" { whole } else { |_| None };
-            let task = small
-                .json(api.swarm_list(kind), format!("swarm/{kind}.json"), keep)
-                .await;
-            if kind == "services" {
-                services_list = Some(task);
-            } else {
-                tasks.push(task);
-            }
+        for kind in ["tasks", "nodes", "secrets", "configs"] {
+            tasks.push(
+                small
+                    .meta(api.swarm_list(kind), format!("swarm/{kind}.json"))
+                    .await,
+            );
         }
     } else {
-        let mut f = Map::new();
-        f.insert("detail".into(), json!("the engine is not a swarm manager: no services, tasks, nodes, secrets or configs to collect"));
-        session.log("note", f);
+        session.note("the engine is not a swarm manager: no services, tasks, nodes, secrets or configs to collect", Map::new());
     }
 
     // 4. Logs, framed as the container's own Config.Tty says. They queue behind the last
@@ -623,26 +609,27 @@ async fn collect(opts: Options) -> Result<Outcome> {
         Some(list) => list.await.ok().flatten().unwrap_or(Value::Null),
         None => Value::Null,
     };
-    {
-        if !targeted {
-            for svc in entries(&session, &api.swarm_list("services"), &services, "ID") {
-                let id = svc.get("ID").and_then(Value::as_str).unwrap_or("");
-                let tty = svc
-                    .pointer("/Spec/TaskTemplate/ContainerSpec/TTY")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                tasks.push(
-                    small
-                        .get(
-                            api.service_logs(id),
-                            bundle::TIER_LOGS,
-                            format!("services/{}/logs.raw", name_for(id)),
-                            Check::Logs { tty },
-                        )
-                        .await,
-                );
-            }
-        }
+    let services_logged = if targeted {
+        Vec::new()
+    } else {
+        entries(&session, &api.swarm_list("services"), &services, "ID")
+    };
+    for svc in services_logged {
+        let id = svc.get("ID").and_then(Value::as_str).unwrap_or("");
+        let tty = svc
+            .pointer("/Spec/TaskTemplate/ContainerSpec/TTY")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        tasks.push(
+            small
+                .get(
+                    api.service_logs(id),
+                    bundle::TIER_LOGS,
+                    format!("services/{}/logs.raw", name_for(id)),
+                    Check::Logs { tty },
+                )
+                .await,
+        );
     }
     join(tasks).await;
 
@@ -668,22 +655,20 @@ async fn collect(opts: Options) -> Result<Outcome> {
                 .await,
             );
         }
-        let service = inspected
+        // A swarm task's secrets and configs: empty files to the archive endpoint.
+        let from_memory = inspected
             .get(&id)
             .and_then(|v| v.get("SwarmService"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .map(|s| mount_targets(&services, s))
+            .unwrap_or_default();
         for p in &opts.paths {
             let call = api.container_archive(&id, p);
-            let hidden = service
-                .map(|s| memory_mounts(p, &mount_targets(&services, s)))
-                .unwrap_or_default();
+            let hidden = memory_mounts(p, &from_memory);
             if !hidden.is_empty() {
                 let mut f = Map::new();
-                f.insert("endpoint".into(), json!(call.template));
-                f.insert("object".into(), json!(call.object));
-                f.insert("detail".into(), json!("a swarm task's secrets and configs are mounted from memory; the archive endpoint reads the container's filesystem, where each is an empty mount target, so the pull does not hold their data"));
                 f.insert("empty_mount_targets".into(), json!(hidden));
-                session.log("note", f);
+                session.note_on(&call, "a swarm task's secrets and configs are mounted from memory; the archive endpoint reads the container's filesystem, where each is an empty mount target, so the pull does not hold their data", f);
             }
             let file = format!("containers/{dir}/archive/{}.tar", name_for(p));
             tasks.push(
@@ -720,24 +705,21 @@ async fn collect(opts: Options) -> Result<Outcome> {
         .await;
     let mut f = Map::new();
     f.insert(
-        "detail".into(),
-        json!(format!(
-            "live event stream closed {} the events of this collection's own requests",
-            if caught_up {
-                "after"
-            } else {
-                "200 ms after the last answer, without all of"
-            }
-        )),
-    );
-    f.insert(
         "footprint_events".into(),
         json!({
             "expected": session.footprint.expected.load(Ordering::Relaxed),
             "delivered": session.footprint.seen.load(Ordering::Relaxed),
         }),
     );
-    session.log("note", f);
+    let how = if caught_up {
+        "after"
+    } else {
+        "200 ms after the last answer, without all of"
+    };
+    session.note(
+        &format!("live event stream closed {how} the events of this collection's own requests"),
+        f,
+    );
     let _ = end_tx.send(true);
     let live_abort = live.abort_handle();
     if tokio::time::timeout(Duration::from_secs(10), live)
@@ -762,15 +744,10 @@ async fn collect(opts: Options) -> Result<Outcome> {
         session.log("interrupted", Map::new());
     }
     if session.deadline_hit() {
-        let mut f = Map::new();
-        f.insert(
-            "detail".into(),
-            json!(format!(
-                "the overall deadline of {:?} passed",
-                opts.deadline
-            )),
+        session.note(
+            &format!("the overall deadline of {:?} passed", opts.deadline),
+            Map::new(),
         );
-        session.log("note", f);
     }
     if let Some(dir) = &opts.record {
         if let Some(rec) = session.transport.recorder() {
@@ -1010,7 +987,7 @@ impl Slots {
 
     /// A JSON answer of the metadata tier, checked and kept on disk only.
     async fn meta(&self, call: Call, rel: String) -> Task {
-        self.start(call, bundle::TIER_METADATA, rel, Check::Json, |_| None)
+        self.get(call, bundle::TIER_METADATA, rel, Check::Json)
             .await
     }
 

@@ -62,7 +62,7 @@ pub struct Footprint {
     pub expected: AtomicU64,
     pub seen: AtomicU64,
     /// Podman logs no event for processes, and a container `mount` for an export.
-    pub podman: AtomicBool,
+    pub podman: bool,
 }
 
 impl Footprint {
@@ -209,13 +209,17 @@ impl Session {
         idle: Duration,
         deadline: tokio::time::Instant,
         stop: tokio::sync::watch::Receiver<bool>,
+        podman: bool,
     ) -> Session {
         Session {
             transport,
             api,
             bundle,
             meter: Meter::default(),
-            footprint: Arc::new(Footprint::default()),
+            footprint: Arc::new(Footprint {
+                podman,
+                ..Footprint::default()
+            }),
             idle,
             deadline,
             stop,
@@ -262,14 +266,24 @@ impl Session {
         self.log("error", f);
     }
 
+    /// Record a fact about the collection: `detail`, with any other fields.
+    pub fn note(&self, detail: &str, mut fields: Map<String, Value>) {
+        fields.insert("detail".into(), json!(detail));
+        self.log("note", fields);
+    }
+
+    /// A note about one request.
+    pub fn note_on(&self, call: &Call, detail: &str, mut fields: Map<String, Value>) {
+        fields.insert("endpoint".into(), json!(call.template));
+        fields.insert("object".into(), json!(call.object));
+        self.note(detail, fields);
+    }
+
     /// Record something the engine does not offer (not a failure of the collection).
     pub fn unavailable(&self, call: &Call, detail: &str) {
         let mut f = Map::new();
         f.insert("kind".into(), json!("unavailable"));
-        f.insert("endpoint".into(), json!(call.template));
-        f.insert("object".into(), json!(call.object));
-        f.insert("detail".into(), json!(detail));
-        self.log("note", f);
+        self.note_on(call, detail, f);
     }
 
     /// Wait for a response head, bounded by the idle timeout, the deadline and Ctrl-C.
@@ -379,7 +393,7 @@ impl Session {
             self.error(call, &err, 0, None);
             return None;
         };
-        if leaves_event(call.template, self.footprint.podman.load(Ordering::Relaxed)) {
+        if leaves_event(call.template, self.footprint.podman) {
             self.footprint.expected.fetch_add(1, Ordering::Relaxed);
         }
         let mut payload = match self.bundle.payload(&format!("{tier}/{rel}")) {

@@ -997,12 +997,8 @@ fn disk_usage_busy_then_answered() {
         }
     });
     let (mut c, bag, _e, _case) = run_case("df_busy", b, &[], &COMPLETE);
-    c.check(asked.load(Ordering::SeqCst) == 4, || {
-        format!(
-            "/system/df asked {} times, expected 4",
-            asked.load(Ordering::SeqCst)
-        )
-    });
+    let n = asked.load(Ordering::SeqCst);
+    c.check(n == 4, || format!("/system/df asked {n} times, expected 4"));
     let a = bag.artifact("data/30-metadata/system-df.json");
     c.check(a.is_some_and(|a| a["busy_waits"] == 3), || {
         format!("system-df.json artifact: {a:?}")

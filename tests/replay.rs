@@ -22,16 +22,6 @@ fn fixture(name: &str) -> PathBuf {
     found.unwrap_or_else(|| panic!("no fixture starting with {name} in {}", root.display()))
 }
 
-fn replay(fix: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    run(dac()
-        .args(["collect", "--replay"])
-        .arg(fix)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra))
-}
-
 fn manifest_json(fix: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(fix.join("manifest.json")).unwrap()).unwrap()
 }

@@ -27,12 +27,13 @@ const SWARM_ENDPOINTS: [&str; 6] = [
 
 const NOT_A_MANAGER: &str = "not a swarm manager";
 
-fn collect(sock: &str, bag: &Path) -> std::process::Output {
+fn collect(sock: &str, bag: &Path, extra: &[&str]) -> std::process::Output {
     run(dac()
         .args(["collect", "-H", &format!("unix://{sock}"), "--out"])
         .arg(bag)
         .args(["--no-save", "--no-export", "--quiet"])
-        .args(["--case", "SWARM-1", "--examiner", "CI"]))
+        .args(["--case", "SWARM-1", "--examiner", "CI"])
+        .args(extra))
 }
 
 fn read_json(path: &Path) -> Value {
@@ -64,7 +65,7 @@ fn swarm_manager_objects_are_collected_and_secret_data_is_not() {
     };
     let dir = scratch("swarm-manager");
     let bag = dir.join("bag");
-    let out = collect(&sock, &bag);
+    let out = collect(&sock, &bag, &[]);
     assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     assert_bagit_valid(&bag);
@@ -255,12 +256,7 @@ fn swarm_manager_replay_collects_every_swarm_object() {
     }
     let dir = scratch("swarm-replay");
     let bag = dir.join("bag");
-    let out = run(dac()
-        .args(["collect", "--replay"])
-        .arg(&fix)
-        .arg("--out")
-        .arg(&bag)
-        .args(["--no-save", "--no-export", "--quiet"]));
+    let out = replay(&fix, &bag, &["--no-save", "--no-export"]);
     assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     manager_bundle_checks(&bag);
@@ -275,12 +271,11 @@ fn swarm_manager_replay_collects_every_swarm_object() {
     let list = read_json(&bag.join("data/10-volatile/containers.json"));
     let one = list[0]["Id"].as_str().unwrap();
     let targeted = dir.join("targeted");
-    let out = run(dac()
-        .args(["collect", "--replay"])
-        .arg(&fix)
-        .arg("--out")
-        .arg(&targeted)
-        .args(["--no-save", "--no-export", "--quiet", "--container", one]));
+    let out = replay(
+        &fix,
+        &targeted,
+        &["--no-save", "--no-export", "--container", one],
+    );
     assert_eq!(code(&out), 0, "{}", outcome(&out, &targeted));
     let recs = log_records(&targeted);
     assert!(!artifacts(&recs, "/containers/{id}/logs").is_empty());
@@ -316,16 +311,13 @@ fn secret_path_pull_is_flagged_and_holds_no_secret() {
     };
     let dir = scratch("swarm-secret-path");
     let bag = dir.join("bag");
-    let out = run(dac()
-        .args(["collect", "-H", &format!("unix://{sock}"), "--out"])
-        .arg(&bag)
-        .args(["--no-save", "--no-export", "--quiet", "--container", id])
-        .args([
-            "--path",
-            "/run/secrets/dac-secret",
-            "--path",
-            "/etc/dac-config",
-        ]));
+    let paths = [
+        "--path",
+        "/run/secrets/dac-secret",
+        "--path",
+        "/etc/dac-config",
+    ];
+    let out = collect(&sock, &bag, &[&["--container", id][..], &paths].concat());
     assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
     let recs = log_records(&bag);
@@ -362,7 +354,7 @@ fn non_manager_gets_a_note_and_no_swarm_artifacts() {
     };
     let dir = scratch("swarm-non-manager");
     let bag = dir.join("bag");
-    let out = collect(&sock, &bag);
+    let out = collect(&sock, &bag, &[]);
     assert_eq!(code(&out), 0, "{}", outcome(&out, &bag));
     assert_verifies(&bag);
 

@@ -192,11 +192,7 @@ fn tamper_matrix(bag: &Path, work: &Path) {
 fn build_from_replay(dir: &Path) -> PathBuf {
     let fix = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docker-20.10");
     let bag = dir.join("bag");
-    let out = run(dac()
-        .args(["collect", "--quiet", "--replay"])
-        .arg(&fix)
-        .arg("--out")
-        .arg(&bag));
+    let out = replay(&fix, &bag, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     bag
 }

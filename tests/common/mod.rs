@@ -18,6 +18,17 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `dac collect --replay FIX --out OUT --quiet EXTRA...`
+pub fn replay(fix: &Path, out: &Path, extra: &[&str]) -> Output {
+    run(dac()
+        .args(["collect", "--replay"])
+        .arg(fix)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra))
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run command");
     let stderr = String::from_utf8_lossy(&out.stderr);
