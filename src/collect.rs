@@ -288,29 +288,11 @@ async fn collect(opts: Options) -> Result<Outcome> {
             .to_string();
         let dir = name_for(&id);
         let top = format!("containers/{dir}/top.json");
-        volatile_tasks.push(
-            volatile
-                .get(
-                    api.container_top(&id),
-                    bundle::TIER_VOLATILE,
-                    top,
-                    Check::Json,
-                )
-                .await,
-        );
+        volatile_tasks.push(volatile.snapshot(api.container_top(&id), top).await);
         // A paused container still holds its memory; the daemon gives its stats too.
         if !opts.no_stats {
             let stats = format!("containers/{dir}/stats.json");
-            stats_tasks.push(
-                volatile
-                    .get(
-                        api.container_stats(&id),
-                        bundle::TIER_VOLATILE,
-                        stats,
-                        Check::Json,
-                    )
-                    .await,
-            );
+            stats_tasks.push(volatile.snapshot(api.container_stats(&id), stats).await);
         }
     }
 
@@ -983,6 +965,12 @@ impl Slots {
             session: session.clone(),
             sem: Arc::new(tokio::sync::Semaphore::new(n)),
         }
+    }
+
+    /// A JSON answer of the volatile tier (processes, stats), checked and kept on disk only.
+    async fn snapshot(&self, call: Call, rel: String) -> Task {
+        self.get(call, bundle::TIER_VOLATILE, rel, Check::Json)
+            .await
     }
 
     /// A JSON answer of the metadata tier, checked and kept on disk only.
